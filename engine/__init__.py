@@ -1,0 +1,1 @@
+"""hookrules: webhook-driven automation rules for ServiceDesk Plus Cloud and Zoho Projects."""

@@ -1,0 +1,142 @@
+"""The HTTP API: webhook intake, health, and what happened to an event.
+
+Thin on purpose: intake.py decides what a request means, store.py keeps it. This module only
+reads the request, maps exceptions to status codes, and answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from engine import store
+from engine.config import Settings
+from engine.intake import Rejected, to_event
+from engine.rules import Ruleset
+
+log = logging.getLogger("hookrules.api")
+RETRY_AFTER_S = 5
+
+
+def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def _redis_down(exc: Exception) -> JSONResponse:
+    log.warning("Redis unreachable: %s", exc)
+    return _error(
+        503, "the event store (Redis) is unreachable; nothing was accepted, send again later",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing with 413 as soon as it passes `limit`, without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"the body is {declared} bytes; the limit is {limit} (HOOKRULES_MAX_BODY)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"the body is over the limit of {limit} bytes (HOOKRULES_MAX_BODY)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive_hook(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    name = request.path_params["source"]
+    source = settings.sources.get(name)
+    if source is None:
+        return _error(404, f"unknown source {name!r}; this server accepts: {', '.join(sorted(settings.sources))}")
+    try:
+        body = await read_body(request, settings.max_body)
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        event = to_event(source, headers, body, received_at=time.time())
+    except Rejected as exc:
+        return _error(exc.status, exc.reason)
+    try:
+        created = await store.store_event(request.app.state.redis, event, settings.event_ttl_s)
+    except (RedisError, OSError) as exc:
+        return _redis_down(exc)
+    log.info("event %s from %s: %s %s %s%s", event.id, source.name, event.type, event.entity.kind,
+             event.entity.id, "" if created else " (resend, not queued again)")
+    return JSONResponse({"event_id": event.id, "duplicate": not created}, status_code=202)
+
+
+async def health_report(redis: Any, ruleset: Ruleset, settings: Settings, now: float) -> tuple[int, dict[str, Any]]:
+    problems: list[str] = []
+    report: dict[str, Any] = {
+        "ruleset": {
+            "rules": len(ruleset.rules),
+            "version": ruleset.version,
+            "files": list(ruleset.files),
+            "errors": list(ruleset.errors),
+        },
+        "sources": sorted(settings.sources),
+        "warnings": list(settings.warnings),
+    }
+    try:
+        beat, arq_line = await store.read_heartbeat(redis)
+        depth = await store.queue_depth(redis)
+    except (RedisError, OSError) as exc:
+        report["redis"] = {"reachable": False, "error": str(exc)}
+        problems.append("Redis is unreachable")
+    else:
+        report["redis"] = {"reachable": True}
+        report["queue"] = {"depth": depth}
+        age = round(now - beat["at"], 3) if beat else None
+        report["worker"] = {"heartbeat_age_s": age, "worker": beat and beat["worker"], "arq": arq_line}
+        if age is None or age > 3 * settings.heartbeat_s:
+            problems.append(f"no worker has reported in the last {3 * settings.heartbeat_s:g} s")
+    report["status"] = "ok" if not problems else "unavailable"
+    report["problems"] = problems
+    return (200 if not problems else 503), report
+
+
+async def health(request: Request) -> JSONResponse:
+    state = request.app.state
+    status, report = await health_report(state.redis, state.ruleset, state.settings, time.time())
+    return JSONResponse(report, status_code=status)
+
+
+async def show_event(request: Request) -> JSONResponse:
+    try:
+        record = await store.event_record(request.app.state.redis, request.path_params["event_id"])
+    except (RedisError, OSError) as exc:
+        return _redis_down(exc)
+    if record is None:
+        return _error(404, "no such event (unknown id, or older than HOOKRULES_EVENT_TTL)")
+    return JSONResponse(record)
+
+
+def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.redis = store.connect(settings.redis_url or "")
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/hooks/{source}", receive_hook, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/events/{event_id}", show_event, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.ruleset = ruleset
+    return app

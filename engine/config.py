@@ -1,0 +1,150 @@
+"""Settings from the environment, and the sources file.
+
+Everything the engine reads from the environment is read here, once, into plain objects that
+the rest of the code is handed. Secrets stay in the environment: the sources file names a
+source, never its secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_MAX_BODY = 1024 * 1024
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+SHAPES = ("sdp",)
+
+
+class ConfigError(Exception):
+    """A setting or the sources file is wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named sender of webhooks: how it authenticates and where its events sit."""
+
+    name: str
+    # From HOOKRULES_SOURCE_<NAME>_SECRET; None means every request is refused. repr=False
+    # keeps it out of any log line that prints the object.
+    secret: str | None = field(default=None, repr=False)
+    shape: str = "sdp"
+    default_event: str | None = None  # e.g. "{kind}.updated" when the sender names no event
+
+    @property
+    def secret_variable(self) -> str:
+        return secret_variable(self.name)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where actions go and how they authenticate there."""
+
+    sdp_url: str | None = None
+    sdp_token: str | None = field(default=None, repr=False)
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None
+    rules_dir: Path
+    sources: Mapping[str, Source]
+    targets: Targets
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body: int = DEFAULT_MAX_BODY
+    heartbeat_s: float = 5.0
+    event_ttl_s: int = 7 * 24 * 3600
+    max_tries: int = 5
+    worker_max_jobs: int = 50
+    worker_poll_s: float = 0.05
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def secret_variable(source_name: str) -> str:
+    return "HOOKRULES_SOURCE_" + re.sub(r"[^A-Z0-9]", "_", source_name.upper()) + "_SECRET"
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+def load_sources(path: Path, env: Mapping[str, str]) -> dict[str, Source]:
+    """Read the sources file. A missing file means the built-in default: one `sdp` source."""
+    if not path.exists():
+        raw: object = {"sources": {"sdp": {"shape": "sdp", "default_event": "{kind}.updated"}}}
+    else:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("sources"), dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'sources:' mapping inside")
+    sources = {}
+    for name, spec in raw["sources"].items():
+        spec = spec or {}
+        if not isinstance(name, str) or not SOURCE_NAME.match(name):
+            raise ConfigError(f"{path}: source name {name!r} must be lower-case letters, digits, '-' or '_'")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: source {name!r} must be a mapping")
+        unknown = set(spec) - {"shape", "default_event"}
+        if unknown:
+            raise ConfigError(f"{path}: source {name!r} has unknown keys {sorted(unknown)}; allowed: shape, default_event")
+        shape = spec.get("shape", "sdp")
+        if shape not in SHAPES:
+            raise ConfigError(f"{path}: source {name!r} has shape {shape!r}; known shapes: {', '.join(SHAPES)}")
+        sources[name] = Source(
+            name=name,
+            secret=env.get(secret_variable(name)) or None,
+            shape=shape,
+            default_event=spec.get("default_event"),
+        )
+    return sources
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    sources_file = Path(env.get("HOOKRULES_SOURCES_FILE", "sources.yaml"))
+    sources = load_sources(sources_file, env)
+    warnings = tuple(
+        f"source {s.name!r} has no secret: set {s.secret_variable}; until then its webhooks get 401"
+        for s in sources.values()
+        if s.secret is None
+    )
+    try:
+        port = int(env.get("HOOKRULES_PORT", "8000"))
+    except ValueError:
+        raise ConfigError(f"HOOKRULES_PORT={env.get('HOOKRULES_PORT')!r} is not a port number") from None
+    return Settings(
+        redis_url=env.get("REDIS_URL") or None,
+        rules_dir=Path(env.get("HOOKRULES_RULES_DIR", "rules")),
+        sources=sources,
+        targets=Targets(
+            sdp_url=(env.get("HOOKRULES_SDP_URL") or "").rstrip("/") or None,
+            sdp_token=env.get("HOOKRULES_SDP_TOKEN") or None,
+            timeout_s=_number(env, "HOOKRULES_HTTP_TIMEOUT", 10.0),
+        ),
+        host=env.get("HOOKRULES_HOST", "127.0.0.1"),
+        port=port,
+        max_body=int(_number(env, "HOOKRULES_MAX_BODY", DEFAULT_MAX_BODY, int)),
+        heartbeat_s=_number(env, "HOOKRULES_HEARTBEAT", 5.0),
+        event_ttl_s=int(_number(env, "HOOKRULES_EVENT_TTL", 7 * 24 * 3600, int)),
+        max_tries=int(_number(env, "HOOKRULES_MAX_TRIES", 5, int)),
+        worker_max_jobs=int(_number(env, "HOOKRULES_WORKER_CONCURRENCY", 50, int)),
+        worker_poll_s=_number(env, "HOOKRULES_WORKER_POLL", 0.05),
+        warnings=warnings,
+    )

@@ -1,0 +1,51 @@
+"""decide(): from an event and the rules to what should be sent. Pure: no I/O, no clock.
+
+The worker, the tests and (later) the CLI's dry run all call this one function, so what a test
+or a dry run shows is what production does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.connectors import ActionError
+from engine.logic import LogicError
+from engine.models import Decision, Event, PlannedAction, RuleResult
+from engine.rules import Rule, Ruleset
+from engine.templates import TemplateError, render_tree
+
+
+def rule_context(event: Event, previous: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    """What a rule's `when` and templates can read: the event, the entity under its kind
+    (`milestone`), `previous` (the entity before this event, or null) and `now` (epoch ms)."""
+    return {**event.context(), "previous": previous, "now": int(now * 1000)}
+
+
+def plan(rule: Rule, index: int, context: dict[str, Any], ruleset: Ruleset) -> PlannedAction:
+    action = rule.actions[index]
+    try:
+        args = render_tree(action.args, context)
+        request = action.spec.build(args, ruleset.targets)
+    except (TemplateError, ActionError) as exc:
+        return PlannedAction(rule.id, index, action.spec.name, None, error=str(exc))
+    return PlannedAction(rule.id, index, action.spec.name, request)
+
+
+def decide(event: Event, previous: dict[str, Any] | None, ruleset: Ruleset, now: float) -> Decision:
+    context = rule_context(event, previous, now)
+    results: list[RuleResult] = []
+    actions: list[PlannedAction] = []
+    shadowed: list[PlannedAction] = []
+    for rule in ruleset.rules:
+        if rule.mode == "off" or not rule.listens_to(event.source, event.type):
+            continue
+        try:
+            matched = rule.condition is None or rule.condition.matches(context)
+        except LogicError as exc:
+            results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"condition failed: {exc}"))
+            continue
+        results.append(RuleResult(rule.id, rule.mode, matched=matched))
+        if matched:
+            planned = [plan(rule, index, context, ruleset) for index in range(len(rule.actions))]
+            (actions if rule.mode == "on" else shadowed).extend(planned)
+    return Decision(event.id, ruleset.version, results, actions, shadowed)

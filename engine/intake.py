@@ -1,0 +1,144 @@
+"""From an HTTP request's parts to an Event, or a Rejected with the status and the reason.
+
+Pure: the API hands in the source, the headers and the raw body; nothing here touches the
+network or Redis, so every bad-input case is a plain unit test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from engine.config import Source
+from engine.dates import normalise_dates
+from engine.models import Entity, Event
+
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+# Keys SDP puts beside the object that are not the object.
+_NOT_ENTITIES = {"response_status", "list_info"}
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def authenticate(source: Source, headers: Mapping[str, str], body: bytes) -> None:
+    """Accept `X-Hook-Token: <secret>` or `X-Hook-Signature: sha256=<hex HMAC of the body>`,
+    compared in constant time."""
+    if source.secret is None:
+        raise Rejected(401, f"source {source.name!r} accepts no webhooks yet: the server has no secret for it")
+    secret = source.secret.encode()
+    token = headers.get("x-hook-token")
+    signature = headers.get("x-hook-signature")
+    if token is not None:
+        if hmac.compare_digest(token.encode(), secret):
+            return
+        raise Rejected(401, "X-Hook-Token does not match this source's secret")
+    if signature is not None:
+        scheme, _, given = signature.partition("=")
+        if scheme.strip().lower() != "sha256" or not given:
+            raise Rejected(401, "X-Hook-Signature must be 'sha256=<hex HMAC-SHA256 of the raw body>'")
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+            return
+        raise Rejected(401, "X-Hook-Signature does not match the body signed with this source's secret")
+    raise Rejected(401, "missing credentials: send X-Hook-Token or X-Hook-Signature")
+
+
+def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
+    """JSON, or a form whose `input_data` field holds JSON (as SDP sends it)."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "the body is not UTF-8 text") from None
+    if media_type == "application/json" or media_type.endswith("+json"):
+        where = "the body"
+    elif media_type == "application/x-www-form-urlencoded":
+        fields = parse_qs(text, keep_blank_values=True)
+        if "input_data" not in fields:
+            raise Rejected(400, "a form body needs an input_data field holding JSON, as ServiceDesk Plus sends it")
+        text, where = fields["input_data"][0], "the input_data field"
+    elif not media_type:
+        raise Rejected(415, "no Content-Type: send application/json or application/x-www-form-urlencoded")
+    else:
+        raise Rejected(
+            415, f"Content-Type {media_type!r} is not supported: send application/json or application/x-www-form-urlencoded"
+        )
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Rejected(400, f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(parsed, dict):
+        raise Rejected(400, f"{where} must be a JSON object such as {{\"milestone\": {{...}}}}")
+    return parsed
+
+
+def find_entity(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The SDP object shape: `{"milestone": {"id": ..., ...}}` names the kind by its key."""
+    candidates = [
+        (key, value)
+        for key, value in body.items()
+        if key not in _NOT_ENTITIES and isinstance(value, dict) and value.get("id") not in (None, "")
+    ]
+    if not candidates:
+        raise Rejected(400, 'no entity in the body: expected an object with an id, such as {"milestone": {"id": "123", ...}}')
+    if len(candidates) > 1:
+        names = ", ".join(key for key, _ in candidates)
+        raise Rejected(400, f"the body holds several objects with an id ({names}): send one entity per webhook")
+    return candidates[0]
+
+
+def event_type(source: Source, headers: Mapping[str, str], body: dict[str, Any], kind: str) -> str:
+    given = headers.get("x-hook-event") or body.get("event")
+    if given is None and source.default_event:
+        given = source.default_event.replace("{kind}", kind)
+    if given is None:
+        raise Rejected(400, "no event type: send the X-Hook-Event header or an \"event\" field in the body")
+    if not isinstance(given, str) or not _EVENT_TYPE.match(given):
+        raise Rejected(400, f"event type {given!r} must be 1-100 letters, digits, '.', ':', '-' or '_'")
+    return given
+
+
+def delivery_id(headers: Mapping[str, str]) -> str | None:
+    given = headers.get("x-delivery-id") or headers.get("webhook-id")
+    if given is None:
+        return None
+    if not _DELIVERY_ID.match(given):
+        raise Rejected(400, "the delivery id must be 1-200 printable characters without spaces")
+    return given
+
+
+def event_id_for(source: str, delivery: str | None) -> str:
+    """A resend carries the same delivery id, so it gets the same event id: that is what makes
+    the queue treat it as the same job. Without a delivery id every request is new."""
+    if delivery is None:
+        return "evt_" + uuid.uuid4().hex[:24]
+    return "evt_" + hashlib.sha256(f"{source}\0{delivery}".encode()).hexdigest()[:24]
+
+
+def to_event(source: Source, headers: Mapping[str, str], body: bytes, received_at: float) -> Event:
+    """Authenticate and parse a webhook. `headers` must have lower-case names."""
+    authenticate(source, headers, body)
+    payload = parse_body(headers.get("content-type", ""), body)
+    kind, obj = find_entity(payload)
+    delivery = delivery_id(headers)
+    return Event(
+        id=event_id_for(source.name, delivery),
+        source=source.name,
+        type=event_type(source, headers, payload, kind),
+        entity=Entity(kind=kind, id=str(obj["id"]), data=normalise_dates(obj)),
+        received_at=received_at,
+        delivery_id=delivery,
+        payload=payload,
+    )

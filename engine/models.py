@@ -1,0 +1,106 @@
+"""The plain data that flows through the engine: events in, decisions and requests out.
+
+Everything here is JSON-shaped (to_dict/from_dict) because it crosses Redis between the API and
+the workers, and JSON is what an operator can read with redis-cli.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Entity:
+    kind: str  # "milestone", "project", ...
+    id: str
+    data: dict[str, Any]  # the object as sent, with dates made comparable (see dates.py)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    source: str
+    type: str
+    entity: Entity
+    received_at: float  # epoch seconds
+    delivery_id: str | None
+    payload: dict[str, Any]  # the body as sent, for reference only
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        return cls(**{**raw, "entity": Entity(**raw["entity"])})
+
+    def context(self) -> dict[str, Any]:
+        """What rules and templates see. The entity's fields are also under its kind, so a
+        rule about milestones reads `milestone.status.name`, as in the SDP documents."""
+        entity = {"kind": self.entity.kind, "id": self.entity.id, "data": self.entity.data}
+        return {
+            "event": {
+                "id": self.id,
+                "source": self.source,
+                "type": self.type,
+                "received_at": self.received_at,
+                "delivery_id": self.delivery_id,
+            },
+            "entity": entity,
+            self.entity.kind: self.entity.data,
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request ready to send, without credentials: the connector adds those at send
+    time, so what is stored and shown never holds a secret."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] | None = None
+    json: Any = None
+    auth: str | None = None  # name of the connector whose credentials to add: "sdp" or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Request:
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    rule_id: str
+    index: int  # position in the rule's `then`, from 0
+    action: str  # "sdp.milestones.update", "http.request", ...
+    request: Request | None  # None when rendering failed
+    error: str | None = None  # why rendering failed
+
+    @property
+    def key(self) -> str:
+        return f"{self.rule_id}:{self.index}"
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule_id: str
+    mode: str  # on | shadow
+    matched: bool
+    error: str | None = None  # the condition could not be evaluated
+
+
+@dataclass(frozen=True)
+class Decision:
+    event_id: str
+    ruleset_version: str
+    results: list[RuleResult]
+    actions: list[PlannedAction]  # only the actions to send: shadow rules plan none here
+    shadowed: list[PlannedAction]  # what shadow rules would have sent
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

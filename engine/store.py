@@ -1,0 +1,132 @@
+"""Everything hookrules keeps in Redis, and the key names, in one place.
+
+- `hookrules:event:<event id>`: a hash per event: `event` (the Event as JSON), `decision`,
+  and one `action:<rule id>:<n>` field per action with its outcome. Kept HOOKRULES_EVENT_TTL.
+  It doubles as the resend guard: a delivery whose event key exists is not queued again.
+- `hookrules:heartbeat`: the last worker heartbeat (see workers/).
+- arq's own keys (`arq:queue`, `arq:job:<id>`, `arq:result:<id>`, `arq:queue:health-check`).
+
+Jobs are serialised as JSON, not pickle: a job in Redis is data an operator can read, and
+unpickling what is in Redis would let anyone who can write to it run code in a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import default_queue_name, health_check_key_suffix, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from redis.exceptions import WatchError
+
+from engine.models import Decision, Event, PlannedAction
+
+EVENT_PREFIX = "hookrules:event:"
+HEARTBEAT_KEY = "hookrules:heartbeat"
+QUEUE = default_queue_name
+ARQ_HEALTH_KEY = QUEUE + health_check_key_suffix
+
+
+def job_serializer(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def job_deserializer(raw: bytes) -> dict[str, Any]:
+    return json.loads(raw)
+
+
+def connect(url: str) -> ArqRedis:
+    """A client that connects on first use, so the API starts (and answers 503) while Redis
+    is down. Short timeouts: a webhook sender is waiting, and a 503 now beats a 202 never."""
+    redis = ArqRedis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    redis.job_serializer = job_serializer
+    redis.job_deserializer = job_deserializer
+    return redis
+
+
+async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
+    """Store the event and queue its job in one transaction. False when this event (the same
+    delivery) is already stored: a resend. Only a True or False here means it is in Redis."""
+    event_key = EVENT_PREFIX + event.id
+    job_key = job_key_prefix + event.id
+    ttl_ms = ttl_s * 1000
+    async with redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(event_key, job_key)
+        if await pipe.exists(event_key, job_key, result_key_prefix + event.id):
+            await pipe.reset()
+            return False
+        now_ms = int(time.time() * 1000)
+        job = serialize_job("process_event", (event.to_dict(),), {}, None, now_ms, serializer=job_serializer)
+        pipe.multi()
+        pipe.hset(event_key, mapping={"event": json.dumps(event.to_dict()), "status": "queued"})
+        pipe.pexpire(event_key, ttl_ms)
+        # The job lives as long as the event record, not arq's default 24 h: workers that are
+        # down for a weekend still find every accepted event when they come back.
+        pipe.psetex(job_key, ttl_ms, job)
+        pipe.zadd(QUEUE, {event.id: now_ms})
+        try:
+            await pipe.execute()
+        except WatchError:
+            return False  # the same delivery was stored by a concurrent request
+    return True
+
+
+async def record_decision(redis: ArqRedis, decision: Decision) -> None:
+    await redis.hset(
+        EVENT_PREFIX + decision.event_id,
+        mapping={"decision": json.dumps(decision.to_dict()), "status": "decided"},
+    )
+
+
+async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
+    await redis.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
+
+
+async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, ttl_s: int) -> bool:
+    """One job per planned action; its id (event:rule:n) makes a second enqueue a no-op."""
+    job = await redis.enqueue_job(
+        "run_action",
+        event_id,
+        action.rule_id,
+        action.index,
+        action.action,
+        action.request.to_dict() if action.request else None,
+        _job_id=f"{event_id}:{action.key}",
+        _expires=ttl_s,
+    )
+    return job is not None
+
+
+async def event_record(redis: ArqRedis, event_id: str) -> dict[str, Any] | None:
+    """The event, its decision and each action's outcome, as one JSON-ready dict."""
+    raw = await redis.hgetall(EVENT_PREFIX + event_id)
+    if not raw:
+        return None
+    fields = {key.decode(): value.decode() for key, value in raw.items()}
+    actions = {
+        key.removeprefix("action:"): json.loads(value) for key, value in sorted(fields.items()) if key.startswith("action:")
+    }
+    return {
+        "event": json.loads(fields["event"]),
+        "status": fields.get("status"),
+        "decision": json.loads(fields["decision"]) if "decision" in fields else None,
+        "actions": actions,
+    }
+
+
+async def queue_depth(redis: ArqRedis) -> int:
+    return int(await redis.zcard(QUEUE))
+
+
+async def write_heartbeat(redis: ArqRedis, worker_id: str, interval_s: float) -> None:
+    beat = json.dumps({"at": time.time(), "worker": worker_id})
+    # Lives three intervals: the same window /health allows before it calls the workers gone.
+    await redis.set(HEARTBEAT_KEY, beat, px=int(interval_s * 3000))
+
+
+async def read_heartbeat(redis: ArqRedis) -> tuple[dict[str, Any] | None, str | None]:
+    """Our heartbeat (time and worker id) and arq's health-check line (jobs done, failed...)."""
+    beat, arq_line = await redis.mget(HEARTBEAT_KEY, ARQ_HEALTH_KEY)
+    return (json.loads(beat) if beat else None, arq_line.decode() if arq_line else None)

@@ -1,0 +1,97 @@
+"""The two jobs a worker runs. Each takes arq's `ctx` and plain JSON data, as arq jobs do.
+
+ctx holds what on_startup put there (see settings.py): `settings`, `ruleset`, `http`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from arq import Retry
+
+from engine import store
+from engine.decide import decide
+from engine.models import Event, PlannedAction, Request
+from engine.sending import send
+
+log = logging.getLogger("hookrules.worker")
+
+
+def backoff_s(job_try: int, retry_after_s: float | None) -> float:
+    """Exponential, with jitter so a burst of failures does not come back as one burst, and
+    never sooner than the target asked for with Retry-After."""
+    delay = min(300.0, 2.0 ** (job_try - 1)) * random.uniform(0.5, 1.5)
+    return max(delay, retry_after_s or 0.0)
+
+
+async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict[str, Any]:
+    redis = ctx["redis"]
+    settings = ctx["settings"]
+    event = Event.from_dict(event_data)
+    decision = decide(event, None, ctx["ruleset"], time.time())
+    await store.record_decision(redis, decision)
+    for action in decision.shadowed:
+        await _record_unsent(redis, event.id, action, "shadow")
+    queued = 0
+    for action in decision.actions:
+        if action.request is None:
+            await _record_unsent(redis, event.id, action, "failed")
+        elif await store.enqueue_action(redis, event.id, action, settings.event_ttl_s):
+            queued += 1
+    matched = [r.rule_id for r in decision.results if r.matched]
+    log.info("event %s (%s %s): matched %s, %d action(s) queued", event.id, event.source, event.type, matched, queued)
+    return {"matched": matched, "queued": queued}
+
+
+async def _record_unsent(redis: Any, event_id: str, action: PlannedAction, outcome: str) -> None:
+    await store.record_outcome(
+        redis,
+        event_id,
+        action.key,
+        {
+            "action": action.action,
+            "outcome": outcome,
+            "request": action.request.to_dict() if action.request else None,
+            "error": action.error,
+            "attempts": 0,
+            "at": time.time(),
+        },
+    )
+
+
+async def run_action(
+    ctx: dict[str, Any],
+    event_id: str,
+    rule_id: str,
+    index: int,
+    action_name: str,
+    request_data: dict[str, Any],
+) -> str:
+    settings = ctx["settings"]
+    request = Request.from_dict(request_data)
+    job_try = ctx.get("job_try", 1)
+    result = await send(ctx["http"], request, settings.targets)
+    give_up = result.outcome == "retry" and job_try >= settings.max_tries
+    outcome = "failed" if give_up else result.outcome
+    if outcome == "retry":
+        outcome = "retrying"
+    await store.record_outcome(
+        ctx["redis"],
+        event_id,
+        f"{rule_id}:{index}",
+        {
+            "action": action_name,
+            "outcome": outcome,
+            "request": request_data,
+            **{k: v for k, v in result.to_dict().items() if k != "outcome"},
+            "attempts": job_try,
+            "at": time.time(),
+        },
+    )
+    log.info("action %s:%s:%s %s (HTTP %s, try %d)", event_id, rule_id, index, outcome, result.http_status, job_try)
+    if outcome == "retrying":
+        raise Retry(defer=backoff_s(job_try, result.retry_after_s))
+    return outcome

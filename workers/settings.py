@@ -1,0 +1,82 @@
+"""How a worker is built: arq's Worker with hookrules' jobs, tuned settings and start-up.
+
+`build_worker(settings, ruleset)` is what `hookrules worker` runs. There is no module-level
+WorkerSettings class for arq's own CLI on purpose: it would read the environment and the rule
+files at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+import httpx
+from arq import Worker
+from arq.connections import RedisSettings
+
+from engine import store
+from engine.config import Settings
+from engine.rules import Ruleset
+from workers.jobs import process_event, run_action
+
+log = logging.getLogger("hookrules.worker")
+
+
+async def _beat(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    while True:
+        try:
+            await store.write_heartbeat(ctx["redis"], ctx["worker_id"], settings.heartbeat_s)
+        except Exception as exc:  # Redis away for a moment: the next beat tries again
+            log.warning("heartbeat not written: %s", exc)
+        await asyncio.sleep(settings.heartbeat_s)
+
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    ctx["http"] = httpx.AsyncClient(follow_redirects=False)
+    ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    ctx["heartbeat"].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ctx["heartbeat"]
+    await ctx["http"].aclose()
+
+
+def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is not set")
+    return {
+        "functions": [process_event, run_action],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "job_serializer": store.job_serializer,
+        "job_deserializer": store.job_deserializer,
+        "queue_name": store.QUEUE,
+        # arq's defaults (10 jobs at once, a poll every 0.5 s) cap a worker near 200 jobs/s;
+        # jobs here mostly wait on HTTP, so many at once and a short poll cost little.
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_s,
+        "max_tries": settings.max_tries,
+        "job_timeout": max(30, int(settings.targets.timeout_s * 3)),
+        # Results double as the "already done" mark for action jobs (job id event:rule:n):
+        # keep them as long as the event record.
+        "keep_result": settings.event_ttl_s,
+        "health_check_interval": settings.heartbeat_s,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "ctx": {
+            "settings": settings,
+            "ruleset": ruleset,
+            "worker_id": f"{socket.gethostname()}:{os.getpid()}",
+        },
+    }
+
+
+def build_worker(settings: Settings, ruleset: Ruleset) -> Worker:
+    return Worker(**worker_options(settings, ruleset))
+
