@@ -6,6 +6,7 @@ Mappings load as `LineDict`: a dict that also knows the line of itself and of ea
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -24,7 +25,18 @@ class LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader (no Python objects from YAML tags) that records line numbers."""
+    """SafeLoader (no Python objects from YAML tags) that records line numbers, and reads
+    booleans as YAML 1.2 does: only true and false. YAML 1.1 also reads on, off, yes and no
+    as booleans, which would turn a rule's `on:` key into True and `mode: off` into False."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Any:
