@@ -51,7 +51,7 @@ def create_sandbox(token: str) -> Starlette:
     return Starlette(
         routes=[
             Route(
-                "/api/v3/projects/{project_id}/milestones/{milestone_id}",
+                "/app/{portal}/api/v3/projects/{project_id}/milestones/{milestone_id}",
                 milestone,
                 methods=["GET", "PUT"],
             )

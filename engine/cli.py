@@ -1,0 +1,135 @@
+"""The `hookrules` command: api, worker, up (everything at once), check.
+
+Each command reads the settings and the rules first and stops with a plain message and a
+non-zero exit when either is wrong, before anything is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.config import ConfigError, Settings, load_settings
+from engine.rules import RuleProblems, Ruleset, load_ruleset
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class Fatal(Exception):
+    """Stop the command with this message and exit status 1 (2 for a usage problem)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load(rules_dir: Path | None = None) -> tuple[Settings, Ruleset]:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise Fatal(f"configuration problem: {exc}", 2) from None
+    directory = rules_dir or settings.rules_dir
+    try:
+        ruleset = load_ruleset(directory, settings.targets)
+    except RuleProblems as exc:
+        lines = "\n".join(f"  {problem}" for problem in exc.problems)
+        raise Fatal(f"the rules in {directory} have {len(exc.problems)} problem(s); fix them and start again:\n{lines}") from None
+    return settings, ruleset
+
+
+def need_redis(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise Fatal(
+            "REDIS_URL is not set: point it at your Redis (e.g. redis://127.0.0.1:6379/0), "
+            "or use `hookrules up`, which starts an embedded one"
+        )
+    return settings.redis_url
+
+
+def command_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from engine.api import create_app
+
+    settings, ruleset = load()
+    need_redis(settings)
+    for warning in settings.warnings:
+        logging.getLogger("hookrules").warning(warning)
+    app = create_app(settings, ruleset)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, server_header=False)
+    return 0
+
+
+def command_worker(args: argparse.Namespace) -> int:
+    from workers.settings import build_worker
+
+    settings, ruleset = load()
+    need_redis(settings)
+    logging.getLogger("hookrules").info("worker starting with %d rule(s), version %s", len(ruleset.rules), ruleset.version)
+    build_worker(settings, ruleset).run()
+    return 0
+
+
+def command_sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from engine.sandbox import create_sandbox
+
+    token = os.environ.get("HOOKRULES_SDP_TOKEN")
+    if not token:
+        raise Fatal("HOOKRULES_SDP_TOKEN is not set: the sandbox needs the token it should expect")
+    uvicorn.run(create_sandbox(token), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def command_up(args: argparse.Namespace) -> int:
+    from engine.supervisor import run_up
+
+    settings, ruleset = load()
+    return run_up(settings, ruleset, demo=args.demo, env=dict(os.environ))
+
+
+def command_check(args: argparse.Namespace) -> int:
+    directory = Path(args.directory) if args.directory else None
+    _, ruleset = load(directory)
+    print(f"OK: {len(ruleset.rules)} rule(s) in {len(ruleset.files)} file(s), version {ruleset.version}")
+    for rule in ruleset.rules:
+        print(f"  {rule.id:<32} {rule.mode:<6} {rule.file}:{rule.line}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hookrules", description="Webhook-driven automation rules for ServiceDesk Plus and Zoho Projects.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser("up", help="start everything: Redis (unless REDIS_URL is set), the API and a worker")
+    up.add_argument("--demo", action="store_true", help="also start a stand-in ServiceDesk Plus and point the rules at it")
+    up.set_defaults(run=command_up)
+    commands.add_parser("api", help="run the HTTP API (needs REDIS_URL)").set_defaults(run=command_api)
+    commands.add_parser("worker", help="run a worker (needs REDIS_URL)").set_defaults(run=command_worker)
+    check = commands.add_parser("check", help="load the rule files and report every problem")
+    check.add_argument("directory", nargs="?", help="rules directory (default: HOOKRULES_RULES_DIR or rules/)")
+    check.set_defaults(run=command_check)
+    sandbox = commands.add_parser("sandbox")  # used by `up --demo`; not listed in the help
+    sandbox.add_argument("--port", type=int, default=8001)
+    sandbox.set_defaults(run=command_sandbox)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        return args.run(args)
+    except Fatal as exc:
+        print(f"hookrules {args.command}: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""`hookrules up`: the whole service in one command, and nothing left behind when it stops.
+
+It starts the embedded Redis-compatible server when REDIS_URL is not set, then the API and a
+worker as child processes (the same `hookrules api` and `hookrules worker` production runs),
+and, with --demo, a stand-in ServiceDesk Plus. Ctrl-C or SIGTERM stops the children, then the
+server. If a child dies, the rest are stopped too: a half-running service is worse than none.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from engine.config import Settings
+from engine.rules import Ruleset
+
+STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+def _die_with_parent() -> None:
+    """Linux only: the kernel sends the child SIGTERM if `up` itself is killed (even by
+    SIGKILL), so no API or worker outlives it. Elsewhere, a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn(name: str, args: list[str], env: Mapping[str, str]) -> Child:
+    # A session of its own: Ctrl-C in the terminal reaches only `up`, which then stops each
+    # child once, in order. Two signals would make uvicorn skip its graceful shutdown.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args],
+        env=dict(env),
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    return Child(name, process)
+
+
+def stop_all(children: list[Child]) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"hookrules up: {child.name} did not stop in {STOP_TIMEOUT_S:g} s; killing it", file=sys.stderr)
+            child.process.kill()
+            child.process.wait()
+
+
+def demo_secret(data_dir: Path) -> Path:
+    """The demo source secret, made once and kept in a file only its owner can read, so the
+    printed curl command can use it without the secret ever being printed."""
+    path = data_dir / "demo-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(24))
+    return path
+
+
+def wait_ready(url: str, children: list[Child], stop: list[bool]) -> bool:
+    """True once /health answers 200 (API up, worker reporting); False on timeout or stop."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and not stop and all(c.process.poll() is None for c in children):
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def local_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def banner(settings: Settings, ruleset: Ruleset, redis_note: str, demo_lines: list[str]) -> str:
+    base = local_url(settings)
+    lines = [
+        "",
+        "hookrules is running. Ctrl-C stops it.",
+        f"  API     {base}   health: {base}/health",
+        f"  Redis   {redis_note}",
+        f"  rules   {len(ruleset.rules)} rule(s) from {settings.rules_dir}/, version {ruleset.version}",
+        *demo_lines,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Point the SDP connector at a local stand-in and give the `sdp` source a secret.
+    Returns the sandbox command line and the lines to print."""
+    if "sdp" not in settings.sources:
+        raise SystemExit("hookrules up --demo: the sources file has no 'sdp' source to send the samples to")
+    sandbox_port = settings.port + 1
+    env["HOOKRULES_SDP_URL"] = f"http://127.0.0.1:{sandbox_port}/app/demo"
+    env["HOOKRULES_SDP_TOKEN"] = secrets.token_urlsafe(24)
+    if settings.sources["sdp"].secret:
+        secret_shell = "$HOOKRULES_SOURCE_SDP_SECRET"
+    else:
+        path = demo_secret(data_dir)
+        env["HOOKRULES_SOURCE_SDP_SECRET"] = path.read_text().strip()
+        secret_shell = f"$(cat {path})"
+    base = local_url(settings)
+    header = f'"X-Hook-Token: {secret_shell}"'
+    lines = [
+        f"  demo    a stand-in ServiceDesk Plus at http://127.0.0.1:{sandbox_port}; no real system is called",
+        "",
+        "Send the sample webhook (a milestone whose actual end time is set):",
+        f"  curl -s -H {header} -H 'Content-Type: application/json' \\",
+        f"       --data @samples/milestone-completed.json {base}/hooks/sdp",
+        "The log shows the rule close-finished-milestone closing it. To see what happened to the event:",
+        f"  curl -s {base}/events/<event_id from the answer>",
+    ]
+    return ["sandbox", "--port", str(sandbox_port)], lines
+
+
+def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]) -> int:
+    stop: list[bool] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.append(True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    data_dir = Path(env.get("HOOKRULES_DATA_DIR", ".hookrules"))
+    server = None
+    children: list[Child] = []
+    try:
+        if settings.redis_url:
+            redis_note = "REDIS_URL (your server)"
+        else:
+            from engine.embedded_redis import start_embedded
+
+            server = start_embedded(data_dir / "redis")
+            env["REDIS_URL"] = server.connection_url
+            redis_note = f"embedded, {server.connection_url}, data in {data_dir / 'redis'}"
+        demo_lines: list[str] = []
+        if demo:
+            sandbox_args, demo_lines = demo_setup(settings, data_dir, env)
+            children.append(spawn("sandbox", sandbox_args, env))
+        children.append(spawn("api", ["api"], env))
+        children.append(spawn("worker", ["worker"], env))
+        if wait_ready(local_url(settings) + "/health", children, stop):
+            print(banner(settings, ruleset, redis_note, demo_lines), flush=True)
+        return supervise(children, stop)
+    finally:
+        stop_all(children)
+        if server is not None:
+            server.stop()
+
+
+def supervise(children: list[Child], stop: list[bool]) -> int:
+    while not stop:
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                print(f"hookrules up: the {child.name} stopped (exit status {code}); stopping the rest", file=sys.stderr)
+                return 1
+        time.sleep(0.2)
+    return 0
