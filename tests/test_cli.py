@@ -1,0 +1,143 @@
+"""The `hookrules` command as an admin runs it: check, api/worker without Redis, and `up`
+starting everything and leaving no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from conftest import ROOT, SECRET, base_env, free_port, http_status, wait_until
+
+
+def hookrules(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        env=env or base_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_check_lists_the_rules() -> None:
+    done = hookrules("check")
+    assert done.returncode == 0, done.stderr
+    assert "OK: 2 rule(s)" in done.stdout
+    assert "close-finished-milestone" in done.stdout
+
+
+def test_check_reports_every_problem_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("id: x\non: {source: sdp}\nthen: []\n")
+    done = hookrules("check", str(tmp_path))
+    assert done.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}:2: rule 'x': 'on' needs a source and an event" in done.stderr
+    assert f"{tmp_path / 'bad.yaml'}:3: rule 'x': 'then' must be a list of actions" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_api_and_worker_refuse_to_start_with_bad_rules(tmp_path: Path, redis_url: str) -> None:
+    (tmp_path / "bad.yaml").write_text("id: x\n")
+    env = base_env(REDIS_URL=redis_url, HOOKRULES_RULES_DIR=str(tmp_path))
+    for command in ("api", "worker", "up"):
+        done = hookrules(command, env=env)
+        assert done.returncode == 1, (command, done.stderr)
+        assert "problem(s); fix them and start again" in done.stderr
+        assert f"{tmp_path / 'bad.yaml'}:1: rule 'x'" in done.stderr
+
+
+def test_api_without_redis_url_says_what_to_do() -> None:
+    done = hookrules("api")
+    assert done.returncode == 1
+    assert "REDIS_URL is not set" in done.stderr and "hookrules up" in done.stderr
+
+
+def test_bad_setting_is_a_plain_message() -> None:
+    done = hookrules("check", env=base_env(HOOKRULES_MAX_BODY="lots"))
+    assert done.returncode == 2
+    assert "HOOKRULES_MAX_BODY='lots' is not a number" in done.stderr
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
+    env.pop("HOOKRULES_SOURCE_SDP_SECRET")  # --demo makes its own
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--demo"], env=env, cwd=ROOT,
+                          stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=40), \
+            (tmp_path / "up.log").read_text()
+        assert wait_until(lambda: "hookrules is running" in (tmp_path / "up.log").read_text(), timeout_s=10)
+        processes = descendants(up.pid)
+        assert len(processes) >= 4  # valkey, sandbox, api, worker
+
+        # The demo works as the banner says: the sample webhook closes the stand-in's milestone.
+        secret_file = tmp_path / "data" / "demo-secret"
+        assert secret_file.stat().st_mode & 0o077 == 0
+        secret = secret_file.read_text().strip()
+        assert secret not in (tmp_path / "up.log").read_text()
+        reply = httpx.post(f"http://127.0.0.1:{port}/hooks/sdp", timeout=10,
+                           content=(ROOT / "samples" / "milestone-completed.json").read_bytes(),
+                           headers={"X-Hook-Token": secret, "Content-Type": "application/json"})
+        assert reply.status_code == 202, reply.text
+        event_url = f"http://127.0.0.1:{port}/events/{reply.json()['event_id']}"
+        outcome = wait_until(lambda: httpx.get(event_url, timeout=5).json()["actions"].get("close-finished-milestone:0"))
+        assert outcome and outcome["outcome"] == "done" and outcome["http_status"] == 200, outcome
+        assert '"status": {"name": "Closed"}' in json.dumps(json.loads(outcome["response"]))
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+        assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10), \
+            [pid for pid in processes if alive(pid)]
+        assert http_status(f"http://127.0.0.1:{port}/health") is None
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()
+
+
+def test_up_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"), HOOKRULES_SOURCE_SDP_SECRET=SECRET)
+    log = tmp_path / "up.log"
+    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
+                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=40), log.read_text()
+        processes = descendants(up.pid)
+        api = next(pid for pid in processes if b"\0api" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(api, signal.SIGKILL)
+        assert up.wait(timeout=30) == 1
+        assert "the api stopped" in log.read_text()
+        assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10)
+    finally:
+        if up.poll() is None:
+            up.kill()

@@ -1,0 +1,88 @@
+"""The logic layer: the official JsonLogic suite, and the datalogic-py pitfalls it guards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.dates import normalise_dates, to_millis
+from engine.logic import LogicError, compile_condition, is_truthy
+
+# Copied from ../shared/jsonlogic/official-tests.json: the suite jsonlogic.com publishes.
+SUITE = json.loads((Path(__file__).parent / "data" / "jsonlogic-official-tests.json").read_text())
+CASES = [case for case in SUITE if not isinstance(case, str)]
+
+
+def test_suite_is_complete() -> None:
+    assert len(CASES) == 277
+
+
+@pytest.mark.parametrize(("rule", "data", "expected"), CASES, ids=[json.dumps(c[0])[:60] for c in CASES])
+def test_official_suite(rule: object, data: object, expected: object) -> None:
+    result = compile_condition(rule).evaluate(data)
+    assert result == expected
+    assert type(result) is type(expected) or {type(result), type(expected)} <= {int, float}
+
+
+def test_python_str_is_a_string_not_json_text() -> None:
+    assert compile_condition("apple").evaluate({}) == "apple"
+    assert compile_condition({"var": ""}).evaluate('{"a": 1}') == '{"a": 1}'
+
+
+def test_empty_object_is_truthy_as_jsonlogic_says() -> None:
+    assert is_truthy({}) and not is_truthy([]) and not is_truthy("") and not is_truthy(0) and not is_truthy(None)
+    assert compile_condition({"var": "x"}).matches({"x": {}})
+
+
+def test_unknown_operator_is_refused_at_compile_time() -> None:
+    with pytest.raises(LogicError, match="frobnicate"):
+        compile_condition({"frobnicate": [1]})
+
+
+SDP_2017 = {"value": "1512974940000", "display_value": "Dec 11, 2017 12:19 PM"}
+SDP_2001 = {"value": "999999999999"}
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "after"),
+    [
+        (SDP_2017, SDP_2001, True),
+        (SDP_2001, SDP_2017, False),  # as text "999999999999" > "1512974940000"
+        (normalise_dates(SDP_2017), SDP_2001, True),
+        ("12-31-2017", SDP_2017, True),  # Zoho MM-DD-YYYY
+        (1512974940001, "1512974940000", True),
+        (None, SDP_2017, False),  # missing: never true
+        (SDP_2017, None, False),
+        ("soon", SDP_2017, False),
+    ],
+)
+def test_after_and_before_compare_time(left: object, right: object, after: bool) -> None:
+    data = {"a": left, "b": right}
+    assert compile_condition({"after": [{"var": "a"}, {"var": "b"}]}).matches(data) is after
+    readable = to_millis(left) is not None and to_millis(right) is not None
+    expect_before = readable and not after and to_millis(left) != to_millis(right)
+    assert compile_condition({"before": [{"var": "a"}, {"var": "b"}]}).matches(data) is expect_before
+
+
+def test_missing_date_with_plain_greater_than_is_the_pitfall_after_avoids() -> None:
+    # datalogic-py compares a missing variable as 0: this is why the docs say to use `after`.
+    plain = compile_condition({">": [{"var": "projected_end.value"}, {"var": "scheduled_end_time.value"}]})
+    assert plain.matches({"projected_end": {"value": 5}})
+    safe = compile_condition({"after": [{"var": "projected_end"}, {"var": "scheduled_end_time"}]})
+    assert not safe.matches({"projected_end": {"value": 5}})
+
+
+def test_normalise_dates_turns_sdp_dates_into_numbers_but_not_ids() -> None:
+    data = {"due": SDP_2017, "display_id": {"value": "131", "display_value": "PJT-131"}, "list": [SDP_2001]}
+    assert normalise_dates(data) == {
+        "due": {"value": 1512974940000, "display_value": "Dec 11, 2017 12:19 PM"},
+        "display_id": {"value": "131", "display_value": "PJT-131"},
+        "list": [{"value": 999999999999}],
+    }
+
+
+def test_after_needs_two_arguments() -> None:
+    with pytest.raises(LogicError):
+        compile_condition({"after": [1]}).evaluate({})
