@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.config import ConfigError, Settings, load_settings
 from engine.rules import RuleProblems, Ruleset, load_ruleset
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [{command}] %(name)s: %(message)s"
 
 
 class Fatal(Exception):
@@ -121,7 +121,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    # The command in each line tells apart the processes `up` runs in one terminal.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT.format(command=args.command), stream=sys.stderr)
+    # httpx logs every URL at INFO, query string included, where an http.request action may
+    # carry a key; the worker logs each action's outcome itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.run(args)
     except Fatal as exc:

@@ -141,3 +141,15 @@ def test_target_503_is_retried_then_done(service: Service) -> None:
     record = service.wait_event(event_id, lambda r: r["actions"].get("close-finished-milestone:0", {}).get("outcome") == "done")
     assert record is not None, service.logs()
     assert record["actions"]["close-finished-milestone:0"]["attempts"] == 2
+
+
+def test_secrets_never_reach_the_logs_or_records(service: Service) -> None:
+    # Runs last in this file: the service has handled every scenario above by now.
+    from conftest import SECRET
+
+    assert "close-finished-milestone:0 done (HTTP 200" in service.logs()  # the logs did record the actions
+    assert SECRET not in service.logs()
+    assert SDP_TOKEN not in service.logs()
+    for key in service.redis.keys("hookrules:event:*"):
+        stored = json.dumps({k.decode(): v.decode() for k, v in service.redis.hgetall(key).items()})
+        assert SDP_TOKEN not in stored and SECRET not in stored
