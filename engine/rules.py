@@ -71,6 +71,20 @@ def _globs(value: Any, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _parse_on(on: Any, where: str, problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The source and event globs of `on`; problems are appended, prefixed with `where`."""
+    if not isinstance(on, dict) or "source" not in on or "event" not in on:
+        problems.append(f"{where}: 'on' needs a source and an event, e.g. on: {{source: sdp, event: 'milestone.*'}}")
+        return (), ()
+    for key in sorted(set(on) - {"source", "event"}, key=str):
+        problems.append(f"{where}: unknown key 'on.{key}'; 'on' has source and event")
+    try:
+        return _globs(on["source"], "source"), _globs(on["event"], "event")
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return (), ()
+
+
 def _parse_actions(raw: Any, file: str, rule_id: str, line: int, problems: list[str]) -> tuple[ActionTemplate, ...]:
     if not isinstance(raw, list) or not raw:
         problems.append(
@@ -122,18 +136,7 @@ def _parse_rule(raw: Any, file: str, problems: list[str]) -> Rule | None:
     mode = raw.get("mode", "on")
     if mode not in MODES:
         problems.append(f"{at('mode')}: mode must be one of on, shadow, off; got {mode!r}")
-    on = raw.get("on")
-    sources: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
-    if not isinstance(on, dict) or "source" not in on or "event" not in on:
-        problems.append(f"{at('on')}: 'on' needs a source and an event, e.g. on: {{source: sdp, event: 'milestone.*'}}")
-    else:
-        try:
-            sources, events = _globs(on["source"], "source"), _globs(on["event"], "event")
-        except ValueError as exc:
-            problems.append(f"{at('on')}: {exc}")
-        for key in sorted(set(on) - {"source", "event"}, key=str):
-            problems.append(f"{at('on')}: unknown key 'on.{key}'; 'on' has source and event")
+    sources, events = _parse_on(raw.get("on"), at("on"), problems)
     condition = None
     if raw.get("when") is not None:
         try:
