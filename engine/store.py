@@ -29,8 +29,14 @@ QUEUE = default_queue_name
 ARQ_HEALTH_KEY = QUEUE + health_check_key_suffix
 
 
+def _readable(value: object) -> str:
+    # arq stores a failed job's exception as its result; JSON has no exceptions, so keep
+    # what an operator needs to read: its type and message.
+    return f"{type(value).__name__}: {value}"
+
+
 def job_serializer(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+    return json.dumps(data, separators=(",", ":"), default=_readable).encode()
 
 
 def job_deserializer(raw: bytes) -> dict[str, Any]:
