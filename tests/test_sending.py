@@ -1,0 +1,80 @@
+"""Building and sending actions: http.request from a rule, and the reply classification, sent
+over a real socket to the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.config import Source, Targets
+from engine.decide import decide
+from engine.intake import to_event
+from engine.models import Request
+from engine.rules import load_ruleset
+from engine.sending import classify, send
+from stand_in import StandIn
+
+RULE = """\
+id: notify
+on: {source: sdp, event: "*"}
+then:
+  - http.request:
+      method: post
+      url: "{{ target }}/notify/{{ milestone.id }}"
+      headers: {X-Rule: "{{ event.type }}"}
+      query: {project: "{{ milestone.project.id }}"}
+      json: {text: "Milestone {{ milestone.title }} changed", id: "{{ milestone.id }}"}
+"""
+
+
+def test_http_request_action_is_rendered_and_sent(tmp_path: Path) -> None:
+    with StandIn() as stand_in:
+        (tmp_path / "r.yaml").write_text(RULE.replace("{{ target }}", stand_in.url))
+        ruleset = load_ruleset(tmp_path, Targets())
+        body = {"milestone": {"id": "42", "title": "{{ evil }}", "project": {"id": "7"}}}
+        event = to_event(Source("sdp", secret="s", default_event="{kind}.updated"),
+                         {"x-hook-token": "s", "content-type": "application/json"}, json.dumps(body).encode(), 0.0)
+        (action,) = decide(event, None, ruleset, now=0.0).actions
+        assert action.error is None
+
+        async def go() -> str:
+            async with httpx.AsyncClient() as client:
+                return (await send(client, action.request, Targets())).outcome
+
+        assert asyncio.run(go()) == "done"
+        (got,) = stand_in.wait_for("/notify/42", 1)
+        assert got.method == "POST"
+        assert got.path == "/notify/42?project=7"
+        assert got.headers["x-rule"] == "milestone.updated"
+        assert json.loads(got.body) == {"text": "Milestone {{ evil }} changed", "id": "42"}
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "done"), (204, "done"), (404, "failed"), (400, "failed"),
+                                                 (429, "retry"), (500, "retry"), (503, "retry")])
+def test_classify(status: int, outcome: str) -> None:
+    assert classify(status) == outcome
+
+
+def test_replies_and_network_errors_over_a_socket() -> None:
+    request = Request("PUT", "", headers={}, form={"input_data": "{}"}, auth="sdp")
+    targets = Targets(sdp_token="tok")
+
+    async def go(url: str, targets: Targets = targets):  # noqa: ANN202
+        async with httpx.AsyncClient() as client:
+            return await send(client, Request(**{**request.to_dict(), "url": url}), targets)
+
+    with StandIn() as stand_in:
+        stand_in.replies.append((429, {"Retry-After": "7"}))
+        limited = asyncio.run(go(stand_in.url + "/x"))
+        assert (limited.outcome, limited.http_status, limited.retry_after_s) == ("retry", 429, 7.0)
+        assert stand_in.to("/x")[0].headers["authorization"] == "Zoho-oauthtoken tok"
+        no_token = asyncio.run(go(stand_in.url + "/y", Targets()))
+        assert no_token.outcome == "failed" and "HOOKRULES_SDP_TOKEN is not set" in no_token.error
+        assert stand_in.to("/y") == []  # nothing sent without credentials
+        dead_url = stand_in.url
+    refused = asyncio.run(go(dead_url + "/z"))
+    assert refused.outcome == "retry" and refused.http_status is None and "ConnectError" in refused.error
