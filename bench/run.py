@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # `python bench/run.py` puts bench/, not the repo
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from engine.config import Targets, load_sources  # noqa: E402
+from engine.config import Connector, Targets, load_sources  # noqa: E402
 from engine.decide import decide, rule_context  # noqa: E402
 from engine.embedded_redis import start_embedded  # noqa: E402
 from engine.intake import to_event  # noqa: E402
@@ -58,7 +58,7 @@ def rate(fn: Callable[[], object], budget_s: float, max_calls: int) -> float:
 
 
 def bench_decide() -> None:
-    ruleset = load_ruleset(ROOT / "rules", Targets(sdp_url="http://127.0.0.1:1/app/x", sdp_token="t"))
+    ruleset = load_ruleset(ROOT / "rules", Targets(sdp=Connector("sdp", base_url="http://127.0.0.1:1/app/x", token="t")))
     source = load_sources(ROOT / "sources.yaml", {"HOOKRULES_SOURCE_SDP_SECRET": SECRET})["sdp"]
     headers = {"x-hook-token": SECRET, "content-type": "application/json"}
     events = [to_event(source, headers, p.read_bytes(), 0.0) for p in sorted((ROOT / "samples").glob("*.json"))]

@@ -19,8 +19,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine import store
-from engine.config import Settings
+from engine.config import Settings, Targets
 from engine.intake import Rejected, to_event
+from engine.oauth import oauth_status
+from engine.ratelimit import limiter_status
 from engine.rules import Ruleset
 
 log = logging.getLogger("hookrules.api")
@@ -92,9 +94,16 @@ async def health_report(redis: Any, ruleset: Ruleset, settings: Settings, now: f
     except (RedisError, OSError) as exc:
         report["redis"] = {"reachable": False, "error": str(exc)}
         problems.append("Redis is unreachable")
+        report["connectors"] = connectors_report(settings.targets, {}, {})
     else:
         report["redis"] = {"reachable": True}
         report["queue"] = {"depth": depth}
+        report["connectors"] = await connectors_status(redis, settings.targets)
+        report["warnings"] += [
+            f"{name}: the last OAuth token refresh failed: {status['oauth']['last_error']['error']}"
+            for name, status in report["connectors"].items()
+            if (status.get("oauth") or {}).get("last_error")
+        ]
         age = round(now - beat["at"], 3) if beat else None
         report["worker"] = {"heartbeat_age_s": age, "worker": beat and beat["worker"], "arq": arq_line}
         if age is None or age > 3 * settings.heartbeat_s:
@@ -102,6 +111,30 @@ async def health_report(redis: Any, ruleset: Ruleset, settings: Settings, now: f
     report["status"] = "ok" if not problems else "unavailable"
     report["problems"] = problems
     return (200 if not problems else 503), report
+
+
+def connectors_report(targets: Targets, oauth: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+    """Each connector: whether it can be used, how it authenticates, and what Redis knows of
+    its token and limits. A failed token refresh is reported, not fatal: webhooks are still
+    accepted and the actions wait for a token."""
+    report = {}
+    for connector in (targets.sdp, targets.zoho):
+        auth = "oauth" if connector.oauth else "static token" if connector.token else None
+        report[connector.name] = {
+            "base_url": connector.base_url,
+            "auth": auth,
+            "configured": connector.configured,
+            "limits": {"max_concurrent": connector.limits.max_concurrent, "per_second": connector.limits.per_second},
+            "oauth": oauth.get(connector.name),
+            "in_use": limits.get(connector.name),
+        }
+    return report
+
+
+async def connectors_status(redis: Any, targets: Targets) -> dict[str, Any]:
+    oauth = {c.name: await oauth_status(redis, c.name) for c in (targets.sdp, targets.zoho) if c.oauth}
+    limits = {c.name: await limiter_status(redis, c.name) for c in (targets.sdp, targets.zoho)}
+    return connectors_report(targets, oauth, limits)
 
 
 async def health(request: Request) -> JSONResponse:

@@ -77,12 +77,13 @@ def command_worker(args: argparse.Namespace) -> int:
 def command_sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from engine.sandbox import create_sandbox
+    from engine.sandbox import SandboxSettings, create_sandbox
 
-    token = os.environ.get("HOOKRULES_SDP_TOKEN")
-    if not token:
-        raise Fatal("HOOKRULES_SDP_TOKEN is not set: the sandbox needs the token it should expect")
-    uvicorn.run(create_sandbox(token), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
+    settings = SandboxSettings.from_env(os.environ)
+    log = logging.getLogger("hookrules.sandbox")
+    log.info("sandbox for ServiceDesk Plus (/app/<portal>/api/v3/...) and Zoho Projects (/restapi/portal/<portal>/...)")
+    log.info("OAuth token endpoint: http://127.0.0.1:%d/oauth/v2/token, client id %r", args.port, settings.client_id)
+    uvicorn.run(create_sandbox(settings), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
     return 0
 
 
@@ -113,8 +114,8 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="load the rule files and report every problem")
     check.add_argument("directory", nargs="?", help="rules directory (default: HOOKRULES_RULES_DIR or rules/)")
     check.set_defaults(run=command_check)
-    sandbox = commands.add_parser("sandbox")  # used by `up --demo`; not listed in the help
-    sandbox.add_argument("--port", type=int, default=8001)
+    sandbox = commands.add_parser("sandbox", help="run a local emulator of the ServiceDesk Plus and Zoho Projects APIs")
+    sandbox.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     sandbox.set_defaults(run=command_sandbox)
     return top
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from engine.oauth import OAuthClient
+from engine.ratelimit import Limits
+
 DEFAULT_MAX_BODY = 1024 * 1024
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SHAPES = ("sdp",)
@@ -40,13 +43,44 @@ class Source:
         return secret_variable(self.name)
 
 
+# Per Zoho data centre: the ServiceDesk Plus Cloud host, the Zoho Projects API host and the
+# Zoho accounts host (OAuth). A custom SDP domain, or a data centre not listed, is set with the
+# full URLs instead (HOOKRULES_SDP_URL, HOOKRULES_ZOHO_URL, HOOKRULES_ACCOUNTS_URL).
+DATA_CENTRES = {
+    "com": ("sdpondemand.manageengine.com", "projectsapi.zoho.com", "accounts.zoho.com"),
+    "eu": ("sdpondemand.manageengine.eu", "projectsapi.zoho.eu", "accounts.zoho.eu"),
+    "in": ("sdpondemand.manageengine.in", "projectsapi.zoho.in", "accounts.zoho.in"),
+    "com.au": ("sdpondemand.manageengine.com.au", "projectsapi.zoho.com.au", "accounts.zoho.com.au"),
+    "jp": ("sdpondemand.manageengine.jp", "projectsapi.zoho.jp", "accounts.zoho.jp"),
+}
+DEFAULT_LIMITS = Limits(max_concurrent=5, per_second=5.0, burst=5)
+
+
+@dataclass(frozen=True)
+class Connector:
+    """One target system: where it is, how to authenticate, how hard it may be pushed."""
+
+    name: str  # "sdp" | "zoho"
+    base_url: str | None = None
+    token: str | None = field(default=None, repr=False)  # a static access token
+    oauth: OAuthClient | None = None  # refreshed tokens, preferred over a static one
+    limits: Limits = DEFAULT_LIMITS
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and (self.token or self.oauth))
+
+
 @dataclass(frozen=True)
 class Targets:
     """Where actions go and how they authenticate there."""
 
-    sdp_url: str | None = None
-    sdp_token: str | None = field(default=None, repr=False)
+    sdp: Connector = Connector("sdp")
+    zoho: Connector = Connector("zoho")
     timeout_s: float = 10.0
+
+    def connector(self, name: str) -> Connector:
+        return {"sdp": self.sdp, "zoho": self.zoho}[name]
 
 
 @dataclass(frozen=True)
@@ -133,11 +167,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_url=env.get("REDIS_URL") or None,
         rules_dir=Path(env.get("HOOKRULES_RULES_DIR", "rules")),
         sources=sources,
-        targets=Targets(
-            sdp_url=(env.get("HOOKRULES_SDP_URL") or "").rstrip("/") or None,
-            sdp_token=env.get("HOOKRULES_SDP_TOKEN") or None,
-            timeout_s=_number(env, "HOOKRULES_HTTP_TIMEOUT", 10.0),
-        ),
+        targets=load_targets(env),
         host=env.get("HOOKRULES_HOST", "127.0.0.1"),
         port=port,
         max_body=int(_number(env, "HOOKRULES_MAX_BODY", DEFAULT_MAX_BODY, int)),
@@ -147,4 +177,52 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_max_jobs=int(_number(env, "HOOKRULES_WORKER_CONCURRENCY", 50, int)),
         worker_poll_s=_number(env, "HOOKRULES_WORKER_POLL", 0.05),
         warnings=warnings,
+    )
+
+
+def _data_centre(env: Mapping[str, str]) -> tuple[str, str, str]:
+    dc = env.get("HOOKRULES_DC", "com").strip().lower().lstrip(".")
+    if dc not in DATA_CENTRES:
+        raise ConfigError(
+            f"HOOKRULES_DC={dc!r} is not a known data centre ({', '.join(DATA_CENTRES)}); "
+            "for another, set HOOKRULES_SDP_URL, HOOKRULES_ZOHO_URL and HOOKRULES_ACCOUNTS_URL"
+        )
+    return DATA_CENTRES[dc]
+
+
+def _oauth(env: Mapping[str, str], prefix: str, name: str, token_url: str) -> OAuthClient | None:
+    values = {key: env.get(f"{prefix}_{key}") or "" for key in ("CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN")}
+    given = [key for key, value in values.items() if value]
+    if not given:
+        return None
+    if len(given) < 3:
+        missing = ", ".join(f"{prefix}_{key}" for key, value in values.items() if not value)
+        raise ConfigError(f"OAuth for {name} needs a client id, a client secret and a refresh token: set {missing}")
+    return OAuthClient(name, token_url, values["CLIENT_ID"], values["CLIENT_SECRET"], values["REFRESH_TOKEN"])
+
+
+def _connector(env: Mapping[str, str], name: str, default_url: str | None, accounts: str) -> Connector:
+    prefix = f"HOOKRULES_{name.upper()}"
+    limits = Limits(
+        max_concurrent=int(_number(env, f"{prefix}_MAX_CONCURRENT", DEFAULT_LIMITS.max_concurrent, int)),
+        per_second=_number(env, f"{prefix}_RATE", DEFAULT_LIMITS.per_second),
+        burst=int(_number(env, f"{prefix}_BURST", DEFAULT_LIMITS.burst, int)),
+    )
+    return Connector(
+        name=name,
+        base_url=(env.get(f"{prefix}_URL") or default_url or "").rstrip("/") or None,
+        token=env.get(f"{prefix}_TOKEN") or None,
+        oauth=_oauth(env, prefix, name, f"{accounts}/oauth/v2/token"),
+        limits=limits,
+    )
+
+
+def load_targets(env: Mapping[str, str]) -> Targets:
+    sdp_host, zoho_host, accounts_host = _data_centre(env)
+    accounts = (env.get("HOOKRULES_ACCOUNTS_URL") or f"https://{accounts_host}").rstrip("/")
+    sdp_portal, zoho_portal = env.get("HOOKRULES_SDP_PORTAL"), env.get("HOOKRULES_ZOHO_PORTAL")
+    return Targets(
+        sdp=_connector(env, "sdp", sdp_portal and f"https://{sdp_host}/app/{sdp_portal}", accounts),
+        zoho=_connector(env, "zoho", zoho_portal and f"https://{zoho_host}/restapi/portal/{zoho_portal}", accounts),
+        timeout_s=_number(env, "HOOKRULES_HTTP_TIMEOUT", 10.0),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.connectors import ActionError
+from engine.actions import ActionError
 from engine.logic import LogicError
 from engine.models import Decision, Event, PlannedAction, RuleResult
 from engine.rules import Rule, Ruleset

@@ -63,7 +63,12 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] | None = None
     json: Any = None
-    auth: str | None = None  # name of the connector whose credentials to add: "sdp" or None
+    # Multipart file parts: field name -> [file name, text content, content type].
+    files: dict[str, list[str]] | None = None
+    # The connector ("sdp", "zoho") whose credentials, rate limits and way of reading replies
+    # apply; None for a plain http.request.
+    connector: str | None = None
+    paging: str | None = None  # "sdp": follow list_info.has_more_rows page after page
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

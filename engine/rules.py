@@ -16,7 +16,8 @@ from typing import Any
 
 from engine import yamlfile
 from engine.config import Targets
-from engine.connectors import CATALOG, ActionSpec
+from engine.actions import ActionSpec
+from engine.connectors import CATALOG
 from engine.logic import Condition, LogicError, compile_condition
 from engine.templates import TemplateError, compile_tree
 
@@ -106,7 +107,7 @@ def _parse_actions(raw: Any, file: str, rule_id: str, line: int, problems: list[
         if not isinstance(args, dict):
             problems.append(f"{prefix} ({name}): the arguments must be a mapping")
             continue
-        arg_problems = spec.argument_problems(args)
+        arg_problems = spec.problems(args)
         if arg_problems:
             problems.extend(f"{prefix} ({name}): {p}" for p in arg_problems)
             continue

@@ -1,21 +1,31 @@
-"""Send a rendered Request with httpx and say what came of it.
+"""Send a rendered Request to its target and say what came of it.
 
-The classification is what the retry policy in workers/ acts on: 2xx is done; 429, 5xx and
-network errors are worth another try; any other reply is final.
+For a connector's request (SDP, Zoho) this adds the access token (static, or the shared OAuth
+token, refreshed once after a 401), keeps to the connector's shared rate limits (and pauses every
+worker after a 429), follows SDP list pages, and reads the reply the system's way. The outcome is
+what the retry policy in workers/ acts on: `done`; `retry` (429, 5xx, network, a token or rate
+limit to wait for); `failed` (any other reply, with the system's own message).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
-from engine.config import Targets
-from engine.connectors import ActionError, credentials
+from engine import sdp
+from engine.config import Connector, Targets
+from engine.connectors import failure_message
 from engine.models import Request
+from engine.oauth import TokenError, TokenProvider
+from engine.ratelimit import Limiter, RateLimited
 
 EXCERPT_CHARS = 500
+RATE_WAIT_S = 10.0  # wait this long for a rate-limit slot inside a job; longer, defer the job
+TOKEN_RETRY_S = 60.0  # after a failed token refresh, try the action again no sooner
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,7 @@ class SendResult:
     response: str  # the first EXCERPT_CHARS characters of the reply body
     error: str | None = None
     retry_after_s: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. pages and rows of a list
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,36 +49,139 @@ def classify(status: int) -> str:
     return "failed"
 
 
-def _retry_after(value: str | None) -> float | None:
-    # Seconds only; the HTTP-date form is rare from these APIs and issue 5 handles backoff.
+def retry_after(value: str | None) -> float | None:
+    # Seconds only; the HTTP-date form is rare from these APIs.
     try:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
 
 
-async def send(client: httpx.AsyncClient, request: Request, targets: Targets) -> SendResult:
+def parse_json(text: str) -> Any:
     try:
-        headers = {**request.headers, **credentials(request, targets)}
-    except ActionError as exc:
-        return SendResult("failed", None, "", error=str(exc))
-    try:
-        reply = await client.request(
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def judge(request: Request, reply: httpx.Response) -> SendResult:
+    body = parse_json(reply.text)
+    outcome = classify(reply.status_code)
+    message = failure_message(request.connector, reply.status_code, body)
+    if outcome == "done" and message:
+        outcome = "failed"  # SDP: HTTP 200 with status_code 4000 inside
+    return SendResult(
+        outcome,
+        reply.status_code,
+        reply.text[:EXCERPT_CHARS],
+        error=None if outcome == "done" else message or f"HTTP {reply.status_code}",
+        retry_after_s=retry_after(reply.headers.get("retry-after")),
+    )
+
+
+def rows_in(body: Any) -> int:
+    """Rows in one SDP list page: the list beside response_status and list_info."""
+    if not isinstance(body, dict):
+        return 0
+    return sum(len(v) for k, v in body.items() if isinstance(v, list) and k != "response_status")
+
+
+@dataclass
+class Sender:
+    http: httpx.AsyncClient
+    targets: Targets
+    tokens: dict[str, TokenProvider]  # connectors with OAuth
+    limiters: dict[str, Limiter]
+
+    @classmethod
+    def create(cls, redis: Redis, http: httpx.AsyncClient, targets: Targets) -> Sender:
+        connectors = (targets.sdp, targets.zoho)
+        return cls(
+            http,
+            targets,
+            tokens={c.name: TokenProvider(redis, http, c.oauth, timeout_s=targets.timeout_s) for c in connectors if c.oauth},
+            limiters={c.name: Limiter(redis, c.name, c.limits) for c in connectors},
+        )
+
+    async def send(self, request: Request) -> SendResult:
+        try:
+            if request.paging == "sdp":
+                return await self._all_pages(request)
+            return judge(request, await self._exchange(request))
+        except RateLimited as exc:
+            return SendResult("retry", None, "", error=f"{request.connector} rate limit: a slot frees in {exc.retry_after_s:.1f} s",
+                              retry_after_s=exc.retry_after_s)
+        except TokenError as exc:
+            return SendResult("retry", None, "", error=f"{request.connector} access token: {exc}", retry_after_s=TOKEN_RETRY_S)
+        except MissingCredentials as exc:
+            return SendResult("failed", None, "", error=str(exc))
+        except httpx.HTTPError as exc:
+            return SendResult("retry", None, "", error=f"{type(exc).__name__}: {exc}")
+
+    async def _all_pages(self, request: Request) -> SendResult:
+        rows = 0
+        for page in range(1, sdp.MAX_PAGES + 1):
+            reply = await self._exchange(request)
+            result = judge(request, reply)
+            if result.outcome != "done":
+                return result
+            body = parse_json(reply.text)
+            page_rows = rows_in(body)
+            rows += page_rows
+            if not sdp.has_more_rows(body) or page_rows == 0:
+                return SendResult(**{**result.to_dict(), "details": {"pages": page, "rows": rows}})
+            request = sdp.next_page(request, page_rows)
+        return SendResult(**{**result.to_dict(), "details": {"pages": sdp.MAX_PAGES, "rows": rows, "truncated": True}})
+
+    async def _exchange(self, request: Request) -> httpx.Response:
+        if request.connector is None:
+            return await self._http(request, {})
+        connector = self.targets.connector(request.connector)
+        token = await self._token(connector)
+        reply = await self._limited(connector, request, token)
+        provider = self.tokens.get(connector.name)
+        if reply.status_code == 401 and provider is not None:
+            # The token was revoked or expired early: drop it (once, whoever saw the 401
+            # first) and try once more with a fresh one.
+            await provider.invalidate(token)
+            token = await provider.token()
+            reply = await self._limited(connector, request, token)
+        if reply.status_code == 429:
+            await self.limiters[connector.name].pause(retry_after(reply.headers.get("retry-after")) or 1.0)
+        return reply
+
+    async def _token(self, connector: Connector) -> str:
+        provider = self.tokens.get(connector.name)
+        if provider is not None:
+            return await provider.token()
+        if connector.token:
+            return connector.token
+        prefix = f"HOOKRULES_{connector.name.upper()}"
+        raise MissingCredentials(
+            f"{connector.name} has no credentials: set {prefix}_CLIENT_ID, {prefix}_CLIENT_SECRET and "
+            f"{prefix}_REFRESH_TOKEN (or a static {prefix}_TOKEN)"
+        )
+
+    async def _limited(self, connector: Connector, request: Request, token: str) -> httpx.Response:
+        async with self.limiters[connector.name].slot(max_wait_s=RATE_WAIT_S):
+            return await self._http(request, {"Authorization": f"Zoho-oauthtoken {token}"})
+
+    async def _http(self, request: Request, auth: dict[str, str]) -> httpx.Response:
+        files = {name: tuple(part) for name, part in request.files.items()} if request.files else None
+        headers = {**request.headers, **auth}
+        if files:
+            headers.pop("Content-Type", None)  # httpx writes the multipart boundary itself
+        return await self.http.request(
             request.method,
             request.url,
             headers=headers,
             params=request.query or None,
             data=request.form,
+            files=files,
             json=request.json,
-            timeout=targets.timeout_s,
+            timeout=self.targets.timeout_s,
         )
-    except httpx.HTTPError as exc:
-        return SendResult("retry", None, "", error=f"{type(exc).__name__}: {exc}")
-    outcome = classify(reply.status_code)
-    return SendResult(
-        outcome,
-        reply.status_code,
-        reply.text[:EXCERPT_CHARS],
-        error=None if outcome == "done" else f"HTTP {reply.status_code}",
-        retry_after_s=_retry_after(reply.headers.get("retry-after")),
-    )
+
+
+class MissingCredentials(Exception):
+    """The connector has neither OAuth settings nor a static token."""

@@ -117,13 +117,24 @@ def banner(settings: Settings, ruleset: Ruleset, redis_note: str, demo_lines: li
 
 
 def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Point the SDP connector at a local stand-in and give the `sdp` source a secret.
-    Returns the sandbox command line and the lines to print."""
+    """Point both connectors at the local sandbox, with OAuth through the sandbox's own token
+    endpoint, and give the `sdp` source a secret. Returns the sandbox command line and the
+    lines to print."""
     if "sdp" not in settings.sources:
         raise SystemExit("hookrules up --demo: the sources file has no 'sdp' source to send the samples to")
-    sandbox_port = settings.port + 1
-    env["HOOKRULES_SDP_URL"] = f"http://127.0.0.1:{sandbox_port}/app/demo"
-    env["HOOKRULES_SDP_TOKEN"] = secrets.token_urlsafe(24)
+    sandbox = f"http://127.0.0.1:{settings.port + 1}"
+    oauth = {"CLIENT_ID": "demo-client", "CLIENT_SECRET": secrets.token_urlsafe(24), "REFRESH_TOKEN": secrets.token_urlsafe(24)}
+    for key, value in oauth.items():
+        env[f"HOOKRULES_SANDBOX_{key}"] = value
+        for connector in ("SDP", "ZOHO"):
+            env[f"HOOKRULES_{connector}_{key}"] = value
+    for connector in ("SDP", "ZOHO"):
+        env.pop(f"HOOKRULES_{connector}_TOKEN", None)  # the demo shows OAuth at work
+    env.update(
+        HOOKRULES_SDP_URL=f"{sandbox}/app/demo",
+        HOOKRULES_ZOHO_URL=f"{sandbox}/restapi/portal/demo",
+        HOOKRULES_ACCOUNTS_URL=sandbox,
+    )
     if settings.sources["sdp"].secret:
         secret_shell = "$HOOKRULES_SOURCE_SDP_SECRET"
     else:
@@ -133,15 +144,17 @@ def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
     base = local_url(settings)
     header = f'"X-Hook-Token: {secret_shell}"'
     lines = [
-        f"  demo    a stand-in ServiceDesk Plus at http://127.0.0.1:{sandbox_port}; no real system is called",
+        f"  demo    a sandbox ServiceDesk Plus and Zoho Projects at {sandbox}; no real system is called",
         "",
         "Send the sample webhook (a milestone whose actual end time is set):",
         f"  curl -s -H {header} -H 'Content-Type: application/json' \\",
         f"       --data @samples/milestone-completed.json {base}/hooks/sdp",
-        "The log shows the rule close-finished-milestone closing it. To see what happened to the event:",
+        "The log shows the rule close-finished-milestone closing it. See the milestone in the sandbox:",
+        f"  curl -s {sandbox}/_sandbox/milestones/2258743870606263/2007594064055157",
+        "and what happened to the event:",
         f"  curl -s {base}/events/<event_id from the answer>",
     ]
-    return ["sandbox", "--port", str(sandbox_port)], lines
+    return ["sandbox", "--port", str(settings.port + 1)], lines
 
 
 def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]) -> int:

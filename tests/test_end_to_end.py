@@ -127,7 +127,7 @@ def test_payload_with_template_syntax_is_data(service: Service) -> None:
     assert record["event"]["entity"]["data"]["title"] == "{{ 7 * 7 }}"
     outcome = record["actions"]["close-finished-milestone:0"]
     assert outcome["outcome"] == "failed"
-    assert "project_id must be the digits of an SDP id" in outcome["error"]
+    assert "project_id must be the digits of an id" in outcome["error"]
     assert "{{ 7 * 7 }}" in outcome["error"]  # shown as sent, never rendered to 49
     assert service.sdp.to(milestone_id) == []
 

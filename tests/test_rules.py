@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import Source, Targets
+from engine.config import Connector, Source, Targets
 from engine.decide import decide
 from engine.intake import to_event
 from engine.rules import RuleProblems, load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = Targets(sdp_url="https://sdp.example/app/itdesk", sdp_token="t")
+TARGETS = Targets(sdp=Connector("sdp", base_url="https://sdp.example/app/itdesk", token="t"))
 SOURCE = Source("sdp", secret="s", default_event="{kind}.updated")
 
 GOOD = """\

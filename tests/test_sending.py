@@ -10,13 +10,26 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.config import Source, Targets
+import redis.asyncio
+
+from conftest import with_db
+from engine.config import Connector, Source, Targets
 from engine.decide import decide
 from engine.intake import to_event
 from engine.models import Request
 from engine.rules import load_ruleset
-from engine.sending import classify, send
+from engine.sending import SendResult, Sender, classify
 from stand_in import StandIn
+
+
+async def send_with(redis_url: str, targets: Targets, request: Request) -> SendResult:
+    """Send one request the way a worker does: a Sender on the real Redis (limits, tokens)."""
+    client = redis.asyncio.Redis.from_url(with_db(redis_url, 6))
+    try:
+        async with httpx.AsyncClient() as http:
+            return await Sender.create(client, http, targets).send(request)
+    finally:
+        await client.aclose()
 
 RULE = """\
 id: notify
@@ -31,7 +44,7 @@ then:
 """
 
 
-def test_http_request_action_is_rendered_and_sent(tmp_path: Path) -> None:
+def test_http_request_action_is_rendered_and_sent(tmp_path: Path, redis_url: str) -> None:
     with StandIn() as stand_in:
         (tmp_path / "r.yaml").write_text(RULE.replace("{{ target }}", stand_in.url))
         ruleset = load_ruleset(tmp_path, Targets())
@@ -41,11 +54,7 @@ def test_http_request_action_is_rendered_and_sent(tmp_path: Path) -> None:
         (action,) = decide(event, None, ruleset, now=0.0).actions
         assert action.error is None
 
-        async def go() -> str:
-            async with httpx.AsyncClient() as client:
-                return (await send(client, action.request, Targets())).outcome
-
-        assert asyncio.run(go()) == "done"
+        assert asyncio.run(send_with(redis_url, Targets(), action.request)).outcome == "done"
         (got,) = stand_in.wait_for("/notify/42", 1)
         assert got.method == "POST"
         assert got.path == "/notify/42?project=7"
@@ -59,22 +68,21 @@ def test_classify(status: int, outcome: str) -> None:
     assert classify(status) == outcome
 
 
-def test_replies_and_network_errors_over_a_socket() -> None:
-    request = Request("PUT", "", headers={}, form={"input_data": "{}"}, auth="sdp")
-    targets = Targets(sdp_token="tok")
+def test_replies_and_network_errors_over_a_socket(redis_url: str) -> None:
+    request = Request("PUT", "", headers={}, form={"input_data": "{}"}, connector="sdp")
 
-    async def go(url: str, targets: Targets = targets):  # noqa: ANN202
-        async with httpx.AsyncClient() as client:
-            return await send(client, Request(**{**request.to_dict(), "url": url}), targets)
+    def go(url: str, token: str | None = "tok") -> SendResult:
+        targets = Targets(sdp=Connector("sdp", base_url="http://unused", token=token))
+        return asyncio.run(send_with(redis_url, targets, Request(**{**request.to_dict(), "url": url})))
 
     with StandIn() as stand_in:
-        stand_in.replies.append((429, {"Retry-After": "7"}))
-        limited = asyncio.run(go(stand_in.url + "/x"))
-        assert (limited.outcome, limited.http_status, limited.retry_after_s) == ("retry", 429, 7.0)
+        stand_in.replies.append((429, {"Retry-After": "1"}))
+        limited = go(stand_in.url + "/x")
+        assert (limited.outcome, limited.http_status, limited.retry_after_s) == ("retry", 429, 1.0)
         assert stand_in.to("/x")[0].headers["authorization"] == "Zoho-oauthtoken tok"
-        no_token = asyncio.run(go(stand_in.url + "/y", Targets()))
-        assert no_token.outcome == "failed" and "HOOKRULES_SDP_TOKEN is not set" in no_token.error
+        no_token = go(stand_in.url + "/y", token=None)
+        assert no_token.outcome == "failed" and "HOOKRULES_SDP_TOKEN" in no_token.error
         assert stand_in.to("/y") == []  # nothing sent without credentials
         dead_url = stand_in.url
-    refused = asyncio.run(go(dead_url + "/z"))
+    refused = go(dead_url + "/z")
     assert refused.outcome == "retry" and refused.http_status is None and "ConnectError" in refused.error

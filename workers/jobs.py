@@ -15,7 +15,6 @@ from arq import Retry
 from engine import store
 from engine.decide import decide
 from engine.models import Event, PlannedAction, Request
-from engine.sending import send
 
 log = logging.getLogger("hookrules.worker")
 
@@ -73,7 +72,7 @@ async def run_action(
     settings = ctx["settings"]
     request = Request.from_dict(request_data)
     job_try = ctx.get("job_try", 1)
-    result = await send(ctx["http"], request, settings.targets)
+    result = await ctx["sender"].send(request)
     give_up = result.outcome == "retry" and job_try >= settings.max_tries
     outcome = "failed" if give_up else result.outcome
     if outcome == "retry":

@@ -22,6 +22,7 @@ from arq.connections import RedisSettings
 from engine import store
 from engine.config import Settings
 from engine.rules import Ruleset
+from engine.sending import Sender
 from workers.jobs import process_event, run_action
 
 log = logging.getLogger("hookrules.worker")
@@ -42,6 +43,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     # As many kept-alive connections as jobs at once: a new TLS handshake per action is slow.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.worker_max_jobs)
     ctx["http"] = httpx.AsyncClient(follow_redirects=False, limits=limits)
+    ctx["sender"] = Sender.create(ctx["redis"], ctx["http"], settings.targets)
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
 
 
