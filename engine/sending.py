@@ -23,7 +23,7 @@ from engine.models import Request
 from engine.oauth import TokenError, TokenProvider
 from engine.ratelimit import Limiter, RateLimited
 
-EXCERPT_CHARS = 500
+EXCERPT_CHARS = 2000  # a whole SDP milestone (~1.5 KB) fits
 RATE_WAIT_S = 10.0  # wait this long for a rate-limit slot inside a job; longer, defer the job
 TOKEN_RETRY_S = 60.0  # after a failed token refresh, try the action again no sooner
 
