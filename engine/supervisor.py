@@ -22,6 +22,7 @@ from types import FrameType
 import httpx
 
 from engine.config import Settings
+from engine.embedded_redis import die_with_parent, start_embedded
 from engine.rules import Ruleset
 
 STOP_TIMEOUT_S = 10.0
@@ -34,18 +35,6 @@ class Child:
     process: subprocess.Popen[bytes]
 
 
-def _die_with_parent() -> None:
-    """Linux only: the kernel sends the child SIGTERM if `up` itself is killed (even by
-    SIGKILL), so no API or worker outlives it. Elsewhere, a no-op."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def spawn(name: str, args: list[str], env: Mapping[str, str]) -> Child:
     # A session of its own: Ctrl-C in the terminal reaches only `up`, which then stops each
     # child once, in order. Two signals would make uvicorn skip its graceful shutdown.
@@ -53,7 +42,7 @@ def spawn(name: str, args: list[str], env: Mapping[str, str]) -> Child:
         [sys.executable, "-m", "engine.cli", *args],
         env=dict(env),
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=die_with_parent,
     )
     return Child(name, process)
 
@@ -172,8 +161,6 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
         if settings.redis_url:
             redis_note = "REDIS_URL (your server)"
         else:
-            from engine.embedded_redis import start_embedded
-
             server = start_embedded(data_dir / "redis")
             env["REDIS_URL"] = server.connection_url
             redis_note = f"embedded, {server.connection_url}, data in {data_dir / 'redis'}"

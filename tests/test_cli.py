@@ -119,8 +119,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
             [pid for pid in processes if alive(pid)]
         assert http_status(f"http://127.0.0.1:{port}/health") is None
     finally:
-        if up.poll() is None:
-            up.kill()
+        stop(up)
         log.close()
 
 
@@ -139,5 +138,32 @@ def test_up_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
         assert "the api stopped" in log.read_text()
         assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10)
     finally:
-        if up.poll() is None:
+        stop(up)
+
+
+def test_up_killed_outright_takes_its_children_and_redis_along(tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
+    log = tmp_path / "up.log"
+    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
+                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=40), log.read_text()
+        processes = descendants(up.pid)
+        assert any(b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes)
+        up.kill()  # SIGKILL: no chance to clean up; the kernel tells the children (Linux)
+        up.wait(timeout=10)
+        assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=15), \
+            [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes if alive(pid)]
+    finally:
+        stop(up)
+
+
+def stop(up: subprocess.Popen[bytes]) -> None:
+    """End a test's `up` the way a user would (Ctrl-C), so a failed test leaves nothing behind."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             up.kill()
