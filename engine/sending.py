@@ -36,6 +36,7 @@ class SendResult:
     error: str | None = None
     retry_after_s: float | None = None
     details: dict[str, Any] = field(default_factory=dict)  # e.g. pages and rows of a list
+    sent: bool = True  # False: nothing reached the system (waiting for a rate-limit turn or a token)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +93,7 @@ class Sender:
     targets: Targets
     tokens: dict[str, TokenProvider]  # connectors with OAuth
     limiters: dict[str, Limiter]
+    rate_wait_s: float = RATE_WAIT_S
 
     @classmethod
     def create(cls, redis: Redis, http: httpx.AsyncClient, targets: Targets) -> Sender:
@@ -110,11 +112,11 @@ class Sender:
             return judge(request, await self._exchange(request))
         except RateLimited as exc:
             return SendResult("retry", None, "", error=f"{request.connector} rate limit: a slot frees in {exc.retry_after_s:.1f} s",
-                              retry_after_s=exc.retry_after_s)
+                              retry_after_s=exc.retry_after_s, sent=False)
         except TokenError as exc:
-            return SendResult("retry", None, "", error=f"{request.connector} access token: {exc}", retry_after_s=TOKEN_RETRY_S)
+            return SendResult("retry", None, "", error=f"{request.connector} access token: {exc}", retry_after_s=TOKEN_RETRY_S, sent=False)
         except MissingCredentials as exc:
-            return SendResult("failed", None, "", error=str(exc))
+            return SendResult("failed", None, "", error=str(exc), sent=False)
         except httpx.HTTPError as exc:
             return SendResult("retry", None, "", error=f"{type(exc).__name__}: {exc}")
 
@@ -163,7 +165,7 @@ class Sender:
         )
 
     async def _limited(self, connector: Connector, request: Request, token: str) -> httpx.Response:
-        async with self.limiters[connector.name].slot(max_wait_s=RATE_WAIT_S):
+        async with self.limiters[connector.name].slot(max_wait_s=self.rate_wait_s):
             return await self._http(request, {"Authorization": f"Zoho-oauthtoken {token}"})
 
     async def _http(self, request: Request, auth: dict[str, str]) -> httpx.Response:

@@ -91,6 +91,11 @@ async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcom
     await redis.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
 
 
+async def action_outcome(redis: ArqRedis, event_id: str, action_key: str) -> dict[str, Any] | None:
+    raw = await redis.hget(EVENT_PREFIX + event_id, "action:" + action_key)
+    return json.loads(raw) if raw else None
+
+
 async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, ttl_s: int) -> bool:
     """One job per planned action; its id (event:rule:n) makes a second enqueue a no-op."""
     job = await redis.enqueue_job(

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from conftest import SECRET, base_env, run_service, with_db
 from engine.config import Connector, Targets
 from engine.connectors import CATALOG
 from engine.oauth import OAuthClient
+from engine.ratelimit import Limits
 from engine.sandbox import SandboxSettings
 from engine.sending import SendResult, Sender
 from sandbox_server import Running, running_sandbox
@@ -208,3 +210,39 @@ def test_worker_waits_out_429_and_records_sdp_messages(redis_url: str, tmp_path:
         finally:
             for process in service.processes:
                 process.stop()
+
+
+def test_waiting_for_a_rate_limit_turn_does_not_use_up_tries(redis_url: str, sandbox: Running) -> None:
+    from arq import Retry
+
+    from engine.config import load_settings
+    from engine.store import connect
+    from workers.jobs import run_action
+
+    base = targets_for(sandbox)
+    slow = Connector("sdp", base_url=base.sdp.base_url, oauth=base.sdp.oauth, limits=Limits(max_concurrent=5, per_second=0.2, burst=1))
+    targets = Targets(sdp=slow, zoho=base.zoho)
+    settings = replace(load_settings(base_env()), targets=targets, max_tries=1)
+    request = CATALOG["sdp.milestones.get"].build({"project_id": PROJECT, "milestone_id": MILESTONE}, targets)
+
+    async def scenario() -> tuple[object, object, dict]:
+        redis_client = connect(with_db(redis_url, DB))
+        try:
+            async with httpx.AsyncClient() as http:
+                ctx = {"settings": settings, "redis": redis_client,
+                       "sender": replace(Sender.create(redis_client, http, targets), rate_wait_s=0.0)}
+                first = await run_action(ctx, "evt_rate", "r", 0, "sdp.milestones.get", request.to_dict())
+                try:
+                    await run_action(ctx, "evt_rate", "r", 1, "sdp.milestones.get", request.to_dict())
+                    second: object = "no retry"
+                except Retry as exc:
+                    second = exc
+                return first, second, json.loads(await redis_client.hget("hookrules:event:evt_rate", "action:r:1"))
+        finally:
+            await redis_client.aclose()
+
+    first, second, recorded = asyncio.run(scenario())
+    assert first == "done"
+    assert isinstance(second, Retry) and 4.0 <= second.defer_score / 1000 <= 5.5  # waits for its turn (1 per 5 s)
+    assert recorded["outcome"] == "retrying" and recorded["attempts"] == 0  # max_tries=1, yet not failed
+    assert "rate limit" in recorded["error"]

@@ -70,27 +70,31 @@ async def run_action(
     request_data: dict[str, Any],
 ) -> str:
     settings = ctx["settings"]
-    request = Request.from_dict(request_data)
-    job_try = ctx.get("job_try", 1)
-    result = await ctx["sender"].send(request)
-    give_up = result.outcome == "retry" and job_try >= settings.max_tries
-    outcome = "failed" if give_up else result.outcome
-    if outcome == "retry":
-        outcome = "retrying"
+    key = f"{rule_id}:{index}"
+    result = await ctx["sender"].send(Request.from_dict(request_data))
+    # Attempts count requests that reached the system. Waiting for a rate-limit turn or a
+    # token is not an attempt: a burst of actions queued behind a 5/s limit must not use up
+    # HOOKRULES_MAX_TRIES before they are ever sent.
+    previous = await store.action_outcome(ctx["redis"], event_id, key)
+    attempts = (previous or {}).get("attempts", 0) + (1 if result.sent else 0)
+    outcome = {"done": "done", "failed": "failed", "retry": "retrying"}[result.outcome]
+    if outcome == "retrying" and attempts >= settings.max_tries:
+        outcome = "failed"
     await store.record_outcome(
         ctx["redis"],
         event_id,
-        f"{rule_id}:{index}",
+        key,
         {
             "action": action_name,
             "outcome": outcome,
             "request": request_data,
-            **{k: v for k, v in result.to_dict().items() if k != "outcome"},
-            "attempts": job_try,
+            **{k: v for k, v in result.to_dict().items() if k not in ("outcome", "sent")},
+            "attempts": attempts,
             "at": time.time(),
         },
     )
-    log.info("action %s:%s:%s %s (HTTP %s, try %d)", event_id, rule_id, index, outcome, result.http_status, job_try)
+    log.info("action %s:%s %s (HTTP %s, attempt %d)", event_id, key, outcome, result.http_status, attempts)
     if outcome == "retrying":
-        raise Retry(defer=backoff_s(job_try, result.retry_after_s))
+        delay = backoff_s(attempts, result.retry_after_s) if result.sent else (result.retry_after_s or 1.0)
+        raise Retry(defer=delay)
     return outcome

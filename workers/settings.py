@@ -70,7 +70,9 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
         # short poll cost little.
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_s,
-        "max_tries": settings.max_tries,
+        # HOOKRULES_MAX_TRIES is enforced by run_action on requests actually sent; arq's own
+        # count also includes waits for a rate-limit turn, so its cap is only a backstop.
+        "max_tries": settings.max_tries + 1000,
         "job_timeout": max(30, int(settings.targets.timeout_s * 3)),
         # Results double as the "already done" mark for action jobs (job id event:rule:n):
         # keep them as long as the event record.
