@@ -184,7 +184,10 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKRULES_") and k != "REDIS_URL"}
         env.update(REDIS_URL=self.redis_url, HOOKRULES_PORT=str(self.port), HOOKRULES_SOURCE_SDP_SECRET=SECRET,
                    HOOKRULES_SDP_URL=self.sdp.url + "/app/bench", HOOKRULES_SDP_TOKEN="x", HOOKRULES_HEARTBEAT="1",
-                   HOOKRULES_RULES_DIR=str(ROOT / "rules"), HOOKRULES_SOURCES_FILE=str(ROOT / "sources.yaml"), **extra)
+                   HOOKRULES_RULES_DIR=str(ROOT / "rules"), HOOKRULES_SOURCES_FILE=str(ROOT / "sources.yaml"),
+                   # Limits far above what this machine can send: the figures are the engine's,
+                   # with the shared limiter still doing its Redis round trip per request.
+                   HOOKRULES_SDP_RATE="100000", HOOKRULES_SDP_BURST="100000", HOOKRULES_SDP_MAX_CONCURRENT="1000", **extra)
         return env
 
     def wait_ready(self, worker_pid: int, timeout_s: float = 30.0) -> bool:
