@@ -6,9 +6,11 @@ or a dry run shows is what production does.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from engine.actions import ActionError
+from engine.changes import diff, merge
 from engine.logic import LogicError
 from engine.models import Decision, Event, PlannedAction, RuleResult
 from engine.rules import Rule, Ruleset
@@ -16,9 +18,13 @@ from engine.templates import TemplateError, render_tree
 
 
 def rule_context(event: Event, previous: dict[str, Any] | None, now: float) -> dict[str, Any]:
-    """What a rule's `when` and templates can read: the event, the entity under its kind
-    (`milestone`), `previous` (the entity before this event, or null) and `now` (epoch ms)."""
-    return {**event.context(), "previous": previous, "now": int(now * 1000)}
+    """What a rule's `when` and templates can read: the event; the entity as it now stands
+    (what was known, updated with what this event sent) under its kind (`milestone`) and as
+    `entity.data`; `previous` (the entity before this event, or null the first time);
+    `changes` (see changes.py); `now` (epoch ms)."""
+    current = merge(previous, event.entity.data)
+    seen = replace(event, entity=replace(event.entity, data=current))
+    return {**seen.context(), "previous": previous, "changes": diff(previous, current), "now": int(now * 1000)}
 
 
 def plan(rule: Rule, index: int, context: dict[str, Any], ruleset: Ruleset) -> PlannedAction:

@@ -9,45 +9,23 @@ themselves:
 - a missing variable compares as 0 in `<` and `>`, so `{">": [{"var": "a"}, {"var": "b"}]}` is
   true when `b` is missing: the `after` and `before` operators compare times and are false
   when either side is missing.
+hookrules' own operators (changed, after, days_between, ...) are in operators.py.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import datalogic_py
 
-from engine.dates import to_millis
+from engine.operators import CUSTOM_OPERATORS, OperatorError, rewrite
 
 
 class LogicError(Exception):
     """A condition is not valid JSONLogic, or failed while evaluating."""
 
-
-def _time_comparison(compare: Callable[[int, int], bool]) -> Callable[[str], str]:
-    """A custom operator over two times. datalogic-py passes custom operators their evaluated
-    arguments as one JSON array text and wants JSON text back."""
-
-    def operator(args_json: str) -> str:
-        args = json.loads(args_json)
-        if len(args) != 2:
-            raise ValueError("needs exactly two arguments: [time, time]")
-        left, right = to_millis(args[0]), to_millis(args[1])
-        return "true" if left is not None and right is not None and compare(left, right) else "false"
-
-    return operator
-
-
-CUSTOM_OPERATORS: dict[str, Callable[[str], str]] = {
-    # {"after": [a, b]}: a is later than b. Each side may be an SDP date object
-    # ({"value": "1512974940000"}), epoch milliseconds as a number or a string of digits, or a
-    # Zoho MM-DD-YYYY date. Missing or unreadable on either side: false, never an accident.
-    "after": _time_comparison(lambda a, b: a > b),
-    "before": _time_comparison(lambda a, b: a < b),
-}
 
 _ENGINE = datalogic_py.Engine(custom_operators=CUSTOM_OPERATORS)
 
@@ -97,10 +75,14 @@ class Condition:
 
 
 def compile_condition(rule: Any) -> Condition:
-    problems = check(rule)
+    try:
+        compiled_form = rewrite(rule)
+    except OperatorError as exc:
+        raise LogicError(str(exc)) from None
+    problems = check(compiled_form)
     if problems:
         raise LogicError("; ".join(problems))
     try:
-        return Condition(rule, _ENGINE.compile(_as_input(rule)))
+        return Condition(rule, _ENGINE.compile(_as_input(compiled_form)))
     except datalogic_py.DataLogicError as exc:
         raise LogicError(str(exc)) from None

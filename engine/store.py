@@ -24,6 +24,9 @@ from redis.exceptions import WatchError
 from engine.models import Decision, Event, PlannedAction
 
 EVENT_PREFIX = "hookrules:event:"
+SNAPSHOT_PREFIX = "hookrules:snapshot:"
+ORDER_PREFIX = "hookrules:order:"  # per entity: event ids in arrival order, oldest first
+SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
 QUEUE = default_queue_name
 ARQ_HEALTH_KEY = QUEUE + health_check_key_suffix
@@ -73,11 +76,66 @@ async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
         # down for a weekend still find every accepted event when they come back.
         pipe.psetex(job_key, ttl_ms, job)
         pipe.zadd(QUEUE, {event.id: now_ms})
+        # Arrival order of this entity's events, fixed in the same transaction: workers
+        # decide them in this order (see take_turn).
+        pipe.rpush(order_key(event), event.id)
+        pipe.pexpire(order_key(event), ttl_ms)
         try:
             await pipe.execute()
         except WatchError:
             return False  # the same delivery was stored by a concurrent request
     return True
+
+
+def entity_key(event: Event) -> str:
+    return f"{event.source}:{event.entity.kind}:{event.entity.id}"
+
+
+def order_key(event: Event) -> str:
+    return ORDER_PREFIX + entity_key(event)
+
+
+async def take_turn(redis: ArqRedis, event: Event) -> bool:
+    """True when every earlier event of this entity has been decided. Earlier events that
+    are decided or gone (expired) are cleared from the head of the line on the way."""
+    key = order_key(event)
+    while True:
+        head = await redis.lindex(key, 0)
+        if head is None or head.decode() == event.id:
+            return True
+        status = await redis.hget(EVENT_PREFIX + head.decode(), "status")
+        if status is not None and status != b"queued":
+            await redis.lrem(key, 1, head)  # decided, but its worker died before end_turn
+        elif status is None:
+            await redis.lrem(key, 1, head)  # expired: nothing left to wait for
+        else:
+            return False
+
+
+async def end_turn(redis: ArqRedis, event: Event) -> None:
+    await redis.lrem(order_key(event), 1, event.id)
+
+
+def snapshot_key(event: Event) -> str:
+    return SNAPSHOT_PREFIX + entity_key(event)
+
+
+async def previous_state(redis: ArqRedis, event: Event) -> dict[str, Any] | None:
+    """The entity as it stood before this event. Read once and kept with the event, so a
+    job that runs again after a crash decides on the same `previous` (the snapshot may
+    already hold this event's state by then)."""
+    kept = await redis.hget(EVENT_PREFIX + event.id, "previous")
+    if kept is not None:
+        return json.loads(kept)
+    raw = await redis.get(snapshot_key(event))
+    previous = json.loads(raw)["data"] if raw else None
+    await redis.hsetnx(EVENT_PREFIX + event.id, "previous", json.dumps(previous))
+    return json.loads(await redis.hget(EVENT_PREFIX + event.id, "previous"))
+
+
+async def save_snapshot(redis: ArqRedis, event: Event, data: dict[str, Any]) -> None:
+    snapshot = {"data": data, "event_id": event.id, "at": time.time()}
+    await redis.set(snapshot_key(event), json.dumps(snapshot), ex=SNAPSHOT_TTL_S)
 
 
 async def record_decision(redis: ArqRedis, decision: Decision) -> None:

@@ -14,9 +14,13 @@ from arq import Retry
 
 from engine import store
 from engine.decide import decide
-from engine.models import Event, PlannedAction, Request
+from engine.changes import merge
+from engine.models import Decision, Event, PlannedAction, Request
 
 log = logging.getLogger("hookrules.worker")
+# How long an event waits for an earlier event of the same entity before it is decided anyway
+# (that earlier one's worker died and arq has not run it again yet).
+ORDER_WAIT_S = 120.0
 
 
 def backoff_s(job_try: int, retry_after_s: float | None) -> float:
@@ -28,21 +32,36 @@ def backoff_s(job_try: int, retry_after_s: float | None) -> float:
 
 async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict[str, Any]:
     redis = ctx["redis"]
-    settings = ctx["settings"]
     event = Event.from_dict(event_data)
-    decision = decide(event, None, ctx["ruleset"], time.time())
-    await store.record_decision(redis, decision)
-    for action in decision.shadowed:
-        await _record_unsent(redis, event.id, action, "shadow")
-    queued = 0
-    for action in decision.actions:
-        if action.request is None:
-            await _record_unsent(redis, event.id, action, "failed")
-        elif await store.enqueue_action(redis, event.id, action, settings.event_ttl_s):
-            queued += 1
+    if not await store.take_turn(redis, event):
+        if time.time() - event.received_at < ORDER_WAIT_S:
+            # An earlier event of this entity is still being decided: come back shortly.
+            raise Retry(defer=random.uniform(0.05, 0.2))
+        log.warning("event %s: an earlier event of %s is stuck; deciding this one anyway", event.id, store.entity_key(event))
+    try:
+        previous = await store.previous_state(redis, event)
+        decision = decide(event, previous, ctx["ruleset"], time.time())
+        await store.record_decision(redis, decision)
+        await store.save_snapshot(redis, event, merge(previous, event.entity.data))
+    finally:
+        await store.end_turn(redis, event)
+    queued = await _dispatch(redis, ctx["settings"], decision)
     matched = [r.rule_id for r in decision.results if r.matched]
     log.info("event %s (%s %s): matched %s, %d action(s) queued", event.id, event.source, event.type, matched, queued)
     return {"matched": matched, "queued": queued}
+
+
+async def _dispatch(redis: Any, settings: Any, decision: Decision) -> int:
+    """Record what shadow rules would send and what could not be built; queue the rest."""
+    for action in decision.shadowed:
+        await _record_unsent(redis, decision.event_id, action, "shadow")
+    queued = 0
+    for action in decision.actions:
+        if action.request is None:
+            await _record_unsent(redis, decision.event_id, action, "failed")
+        elif await store.enqueue_action(redis, decision.event_id, action, settings.event_ttl_s):
+            queued += 1
+    return queued
 
 
 async def _record_unsent(redis: Any, event_id: str, action: PlannedAction, outcome: str) -> None:

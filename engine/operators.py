@@ -1,0 +1,121 @@
+"""hookrules' own JSONLogic operators, and the rewriting that gives them what they need.
+
+datalogic-py hands a custom operator only its evaluated arguments, as JSON text, never the
+data. Operators about the event therefore get it as a hidden first argument: a rule's
+`{"changed": "status.name"}` is compiled as `{"changed": [{"var": "changes"}, "status.name"]}`,
+and `{"now": []}` as `{"var": "now"}`. Rule authors never see the rewriting.
+
+Operators (a missing or unreadable value makes a comparison false and a number null, never an
+accident):
+- `{"changed": "milestone.status"}`: the field (or anything under it) changed in this event;
+  the path is written as in `var`, the kind in front optional.
+- `{"changed_to": ["path", value]}`, `{"changed_from": ["path", value]}`: it changed, to / from value.
+- `{"after": [a, b]}`, `{"before": [a, b]}`: a is later / earlier than b.
+- `{"now": []}`: the time the event is decided, epoch milliseconds.
+- `{"millis": x}`: a date as epoch milliseconds (SDP date object, Zoho MM-DD-YYYY, `*_long`, digits).
+- `{"days_between": [a, b]}`, `{"hours_between": [a, b]}`: b minus a, in days / hours (fractional).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from engine.dates import to_millis
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+# Operators that read the event's changes; the rewriting passes {"var": "changes"} first.
+NEEDS_CHANGES = {"changed": 1, "changed_to": 2, "changed_from": 2}
+ARITY = {**NEEDS_CHANGES, "after": 2, "before": 2, "now": 0, "millis": 1, "days_between": 2, "hours_between": 2}
+
+
+class OperatorError(ValueError):
+    """An operator is written with the wrong number or kind of arguments."""
+
+
+def _json_operator(function: Callable[..., Any]) -> Callable[[str], str]:
+    def operator(args_json: str) -> str:
+        return json.dumps(function(*json.loads(args_json)))
+
+    return operator
+
+
+def _change(changes: Any, path: Any) -> dict[str, Any] | None:
+    """The change at `path`, written as in `var` ("milestone.status.name") or relative to the
+    entity ("status.name"): `changes` is keyed relative to the entity."""
+    if not isinstance(changes, dict) or not isinstance(path, str):
+        return None
+    found = changes.get(path)
+    if found is None and "." in path:
+        found = changes.get(path.split(".", 1)[1])
+    return found if isinstance(found, dict) else None
+
+
+def changed(changes: Any, path: Any) -> bool:
+    return _change(changes, path) is not None
+
+
+def changed_to(changes: Any, path: Any, value: Any) -> bool:
+    found = _change(changes, path)
+    return found is not None and found.get("to") == value
+
+
+def changed_from(changes: Any, path: Any, value: Any) -> bool:
+    found = _change(changes, path)
+    return found is not None and found.get("from") == value
+
+
+def after(left: Any, right: Any) -> bool:
+    a, b = to_millis(left), to_millis(right)
+    return a is not None and b is not None and a > b
+
+
+def before(left: Any, right: Any) -> bool:
+    a, b = to_millis(left), to_millis(right)
+    return a is not None and b is not None and a < b
+
+
+def _between(unit_ms: int) -> Callable[[Any, Any], float | None]:
+    def between(start: Any, end: Any) -> float | None:
+        a, b = to_millis(start), to_millis(end)
+        return None if a is None or b is None else (b - a) / unit_ms
+
+    return between
+
+
+CUSTOM_OPERATORS: dict[str, Callable[[str], str]] = {
+    name: _json_operator(function)
+    for name, function in {
+        "changed": changed,
+        "changed_to": changed_to,
+        "changed_from": changed_from,
+        "after": after,
+        "before": before,
+        "millis": to_millis,
+        "days_between": _between(DAY_MS),
+        "hours_between": _between(HOUR_MS),
+    }.items()
+}
+
+
+def rewrite(rule: Any) -> Any:
+    """The rule as datalogic-py compiles it: arities checked, hidden arguments added."""
+    if isinstance(rule, list):
+        return [rewrite(item) for item in rule]
+    if not isinstance(rule, dict) or len(rule) != 1:
+        return {key: rewrite(value) for key, value in rule.items()} if isinstance(rule, dict) else rule
+    ((name, args),) = rule.items()
+    if name not in ARITY:
+        return {name: rewrite(args)}
+    args = args if isinstance(args, list) else [args]
+    if len(args) != ARITY[name]:
+        raise OperatorError(f"{name} takes {ARITY[name]} argument(s), got {len(args)}: {json.dumps(rule)}")
+    if name == "now":
+        return {"var": "now"}
+    if name in NEEDS_CHANGES and not isinstance(args[0], str):
+        raise OperatorError(f"{name} needs a field path such as \"status.name\" first, got {json.dumps(args[0])}")
+    args = [rewrite(arg) for arg in args]
+    return {name: [{"var": "changes"}, *args]} if name in NEEDS_CHANGES else {name: args}
