@@ -152,3 +152,18 @@ def test_secrets_never_reach_the_logs_or_records(service: Service) -> None:
     for key in service.redis.keys("hookrules:event:*"):
         stored = json.dumps({k.decode(): v.decode() for k, v in service.redis.hgetall(key).items()})
         assert SDP_TOKEN not in stored and SECRET not in stored
+
+
+def test_close_fires_when_actual_end_time_gets_set_and_not_on_later_edits(service: Service) -> None:
+    body, milestone_id = milestone("milestone-completed.json")
+    unfinished = json.loads(json.dumps(body))
+    del unfinished["milestone"]["actual_end_time"]
+    first = service.post(json.dumps(unfinished).encode()).json()["event_id"]
+    assert service.wait_event(first, all_actions_settled)["decision"]["actions"] == []
+    finished = service.post(json.dumps(body).encode()).json()["event_id"]
+    record = service.wait_event(finished, all_actions_settled)
+    assert record["actions"]["close-finished-milestone:0"]["outcome"] == "done"
+    body["milestone"]["description"] = "edited after it finished"
+    edited = service.post(json.dumps(body).encode()).json()["event_id"]
+    assert service.wait_event(edited, all_actions_settled)["decision"]["actions"] == []
+    assert len(service.sdp.to(milestone_id)) == 1
