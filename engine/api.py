@@ -6,6 +6,7 @@ reads the request, maps exceptions to status codes, and answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -23,6 +24,7 @@ from engine.config import Settings, Targets
 from engine.intake import Rejected, to_event
 from engine.oauth import oauth_status
 from engine.ratelimit import limiter_status
+from engine.reload import RulesReloader
 from engine.rules import Ruleset
 
 log = logging.getLogger("hookrules.api")
@@ -76,17 +78,22 @@ async def receive_hook(request: Request) -> JSONResponse:
     return JSONResponse({"event_id": event.id, "duplicate": not created}, status_code=202)
 
 
-async def health_report(redis: Any, ruleset: Ruleset, settings: Settings, now: float) -> tuple[int, dict[str, Any]]:
+async def health_report(redis: Any, rules: RulesReloader, settings: Settings, now: float) -> tuple[int, dict[str, Any]]:
     problems: list[str] = []
+    ruleset = rules.ruleset
     report: dict[str, Any] = {
         "ruleset": {
             "rules": len(ruleset.rules),
             "version": ruleset.version,
             "files": list(ruleset.files),
-            "errors": list(ruleset.errors),
+            # A refused edit: the version above keeps running until the files are fixed.
+            "errors": list(rules.errors),
         },
         "sources": sorted(settings.sources),
-        "warnings": list(settings.warnings),
+        "warnings": list(settings.warnings) + (
+            [f"the last rule edit was refused ({len(rules.errors)} problem(s)); still running version {ruleset.version}"]
+            if rules.errors else []
+        ),
     }
     try:
         beat, arq_line = await store.read_heartbeat(redis)
@@ -105,7 +112,12 @@ async def health_report(redis: Any, ruleset: Ruleset, settings: Settings, now: f
             if (status.get("oauth") or {}).get("last_error")
         ]
         age = round(now - beat["at"], 3) if beat else None
-        report["worker"] = {"heartbeat_age_s": age, "worker": beat and beat["worker"], "arq": arq_line}
+        report["worker"] = {
+            "heartbeat_age_s": age,
+            "worker": beat and beat["worker"],
+            "ruleset_version": beat and beat.get("ruleset"),
+            "arq": arq_line,
+        }
         if age is None or age > 3 * settings.heartbeat_s:
             problems.append(f"no worker has reported in the last {3 * settings.heartbeat_s:g} s")
     report["status"] = "ok" if not problems else "unavailable"
@@ -139,7 +151,7 @@ async def connectors_status(redis: Any, targets: Targets) -> dict[str, Any]:
 
 async def health(request: Request) -> JSONResponse:
     state = request.app.state
-    status, report = await health_report(state.redis, state.ruleset, state.settings, time.time())
+    status, report = await health_report(state.redis, state.rules, state.settings, time.time())
     return JSONResponse(report, status_code=status)
 
 
@@ -157,9 +169,11 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.redis = store.connect(settings.redis_url or "")
+        watcher = asyncio.create_task(app.state.rules.watch(settings.reload_s))
         try:
             yield
         finally:
+            watcher.cancel()
             await app.state.redis.aclose()
 
     app = Starlette(
@@ -171,5 +185,5 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.ruleset = ruleset
+    app.state.rules = RulesReloader(settings.rules_dir, settings.targets, ruleset)
     return app

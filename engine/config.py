@@ -97,6 +97,7 @@ class Settings:
     max_tries: int = 5
     worker_max_jobs: int = 50
     worker_poll_s: float = 0.05
+    reload_s: float = 2.0  # how often each process looks for rule edits
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -176,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_tries=int(_number(env, "HOOKRULES_MAX_TRIES", 5, int)),
         worker_max_jobs=int(_number(env, "HOOKRULES_WORKER_CONCURRENCY", 50, int)),
         worker_poll_s=_number(env, "HOOKRULES_WORKER_POLL", 0.05),
+        reload_s=_number(env, "HOOKRULES_RELOAD_INTERVAL", 2.0),
         warnings=warnings,
     )
 

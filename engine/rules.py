@@ -55,7 +55,6 @@ class Ruleset:
     rules: tuple[Rule, ...]
     version: str
     targets: Targets
-    errors: tuple[str, ...] = ()
     files: tuple[str, ...] = field(default_factory=tuple)
 
 

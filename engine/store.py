@@ -190,8 +190,8 @@ async def queue_depth(redis: ArqRedis) -> int:
     return int(await redis.zcard(QUEUE))
 
 
-async def write_heartbeat(redis: ArqRedis, worker_id: str, interval_s: float) -> None:
-    beat = json.dumps({"at": time.time(), "worker": worker_id})
+async def write_heartbeat(redis: ArqRedis, worker_id: str, interval_s: float, ruleset_version: str) -> None:
+    beat = json.dumps({"at": time.time(), "worker": worker_id, "ruleset": ruleset_version})
     # Lives three intervals: the same window /health allows before it calls the workers gone.
     await redis.set(HEARTBEAT_KEY, beat, px=int(interval_s * 3000))
 

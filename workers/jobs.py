@@ -1,6 +1,7 @@
 """The two jobs a worker runs. Each takes arq's `ctx` and plain JSON data, as arq jobs do.
 
-ctx holds what on_startup put there (see settings.py): `settings`, `ruleset`, `http`.
+ctx holds what settings.py put there: `settings`, `rules` (the ruleset in use, reloaded on
+edits), `http`, `sender`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict
         log.warning("event %s: an earlier event of %s is stuck; deciding this one anyway", event.id, store.entity_key(event))
     try:
         previous = await store.previous_state(redis, event)
-        decision = decide(event, previous, ctx["ruleset"], time.time())
+        decision = decide(event, previous, ctx["rules"].ruleset, time.time())
         await store.record_decision(redis, decision)
         await store.save_snapshot(redis, event, merge(previous, event.entity.data))
     finally:

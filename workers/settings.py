@@ -21,6 +21,7 @@ from arq.connections import RedisSettings
 
 from engine import store
 from engine.config import Settings
+from engine.reload import RulesReloader
 from engine.rules import Ruleset
 from engine.sending import Sender
 from workers.jobs import process_event, run_action
@@ -32,7 +33,7 @@ async def _beat(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     while True:
         try:
-            await store.write_heartbeat(ctx["redis"], ctx["worker_id"], settings.heartbeat_s)
+            await store.write_heartbeat(ctx["redis"], ctx["worker_id"], settings.heartbeat_s, ctx["rules"].ruleset.version)
         except Exception as exc:  # Redis away for a moment: the next beat tries again
             log.warning("heartbeat not written: %s", exc)
         await asyncio.sleep(settings.heartbeat_s)
@@ -45,12 +46,14 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["http"] = httpx.AsyncClient(follow_redirects=False, limits=limits)
     ctx["sender"] = Sender.create(ctx["redis"], ctx["http"], settings.targets)
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
+    ctx["rule_watcher"] = asyncio.create_task(ctx["rules"].watch(settings.reload_s))
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
-    ctx["heartbeat"].cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await ctx["heartbeat"]
+    for task in (ctx["heartbeat"], ctx["rule_watcher"]):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await ctx["http"].aclose()
 
 
@@ -82,7 +85,7 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
         "on_shutdown": on_shutdown,
         "ctx": {
             "settings": settings,
-            "ruleset": ruleset,
+            "rules": RulesReloader(settings.rules_dir, settings.targets, ruleset),
             "worker_id": f"{socket.gethostname()}:{os.getpid()}",
         },
     }

@@ -1,0 +1,75 @@
+"""Rule edits are picked up while running; a broken edit is refused and the last good ruleset
+keeps deciding, with the problem shown in /health until fixed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import redis
+
+from conftest import ROOT, Service, base_env, run_service, wait_until, with_db
+from stand_in import StandIn
+
+SAMPLE = json.loads((ROOT / "samples" / "milestone-slipped.json").read_text())
+
+
+def health(service: Service) -> dict:
+    return httpx.get(f"{service.url}/health", timeout=5).json()
+
+
+def decided(service: Service, description: str) -> dict:
+    body = json.loads(json.dumps(SAMPLE))
+    body["milestone"]["description"] = description
+    event_id = service.post(json.dumps(body).encode()).json()["event_id"]
+    record = service.wait_event(event_id, lambda r: r["decision"] is not None)
+    assert record is not None, service.logs()
+    return record["decision"]
+
+
+def test_good_edit_applies_and_broken_edit_is_refused_while_events_flow(redis_url: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    url = with_db(redis_url, 9)
+    db = redis.Redis.from_url(url)
+    db.flushdb()
+    with StandIn() as sdp:
+        env = base_env(REDIS_URL=url, HOOKRULES_RULES_DIR=str(rules), HOOKRULES_RELOAD_INTERVAL="0.2",
+                       HOOKRULES_SDP_URL=sdp.url + "/app/x", HOOKRULES_SDP_TOKEN="t")
+        service = run_service(tmp_path, env, sdp=sdp, db=db)
+        try:
+            first = health(service)["ruleset"]["version"]
+            assert [r["rule_id"] for r in decided(service, "before")["results"]] == [
+                "close-finished-milestone", "raise-priority-when-slipping"]
+
+            # A good edit: the priority rule goes to shadow mode.
+            path = rules / "sdp-milestones.yaml"
+            text = path.read_text()
+            path.write_text(text.replace("  - id: raise-priority-when-slipping\n", "  - id: raise-priority-when-slipping\n    mode: shadow\n"))
+            assert wait_until(lambda: health(service)["ruleset"]["version"] != first, timeout_s=15)
+            second = health(service)["ruleset"]["version"]
+            assert wait_until(lambda: health(service)["worker"]["ruleset_version"] == second, timeout_s=15)
+            after_edit = decided(service, "after a good edit")
+            assert after_edit["actions"] == [] and [a["rule_id"] for a in after_edit["shadowed"]] == ["raise-priority-when-slipping"]
+
+            # A broken edit: refused; the shadow version keeps running and /health says why.
+            path.write_text(path.read_text().replace("event: \"milestone.*\"", "event: [", 1))
+            report = wait_until(lambda: (h := health(service))["ruleset"]["errors"] and h, timeout_s=15)
+            assert report, service.logs()
+            assert report["ruleset"]["version"] == second
+            assert report["ruleset"]["errors"][0].startswith(f"{path}:")
+            assert any("the last rule edit was refused" in w for w in report["warnings"])
+            assert httpx.get(f"{service.url}/health", timeout=5).status_code == 200  # still serving
+            still = decided(service, "while the edit is broken")
+            assert [a["rule_id"] for a in still["shadowed"]] == ["raise-priority-when-slipping"]
+            assert "rule edit refused" in service.logs()
+
+            # Fixed: errors clear.
+            path.write_text(text)
+            assert wait_until(lambda: health(service)["ruleset"]["errors"] == [], timeout_s=15)
+            assert health(service)["ruleset"]["version"] == first
+        finally:
+            for process in service.processes:
+                process.stop()
