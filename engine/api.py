@@ -136,7 +136,11 @@ def connectors_report(targets: Targets, oauth: dict[str, Any], limits: dict[str,
             "base_url": connector.base_url,
             "auth": auth,
             "configured": connector.configured,
-            "limits": {"max_concurrent": connector.limits.max_concurrent, "per_second": connector.limits.per_second},
+            "limits": {
+                "max_concurrent": connector.limits.max_concurrent,
+                "per_second": connector.limits.per_second,
+                "burst": connector.limits.burst,
+            },
             "oauth": oauth.get(connector.name),
             "in_use": limits.get(connector.name),
         }

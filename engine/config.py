@@ -98,6 +98,7 @@ class Settings:
     worker_max_jobs: int = 50
     worker_poll_s: float = 0.05
     reload_s: float = 2.0  # how often each process looks for rule edits
+    action_max_wait_s: float = 3600.0  # an action waiting for a rate-limit turn or a token gives up after this
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -178,6 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_max_jobs=int(_number(env, "HOOKRULES_WORKER_CONCURRENCY", 50, int)),
         worker_poll_s=_number(env, "HOOKRULES_WORKER_POLL", 0.05),
         reload_s=_number(env, "HOOKRULES_RELOAD_INTERVAL", 2.0),
+        action_max_wait_s=_number(env, "HOOKRULES_ACTION_MAX_WAIT", 3600.0),
         warnings=warnings,
     )
 

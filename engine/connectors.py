@@ -53,6 +53,10 @@ CATALOG: dict[str, ActionSpec] = {spec.name: spec for spec in (*sdp.ACTIONS, *zo
 def failure_message(connector: str | None, status: int, body: Any) -> str | None:
     """What went wrong according to the system that answered, or None for success. SDP can
     answer HTTP 200 with a failure inside `response_status`, so the status alone is not enough."""
+    if status == 401 and connector in ("sdp", "zoho"):
+        # With OAuth, reached only when a renewed token was refused too.
+        return (f"{connector} refused the access token (HTTP 401): check that it is valid, "
+                "its scopes, and its access to this portal")
     if connector == "sdp":
         return sdp.read_reply(status, body)
     if connector == "zoho":

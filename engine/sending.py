@@ -9,6 +9,7 @@ limit to wait for); `failed` (any other reply, with the system's own message).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,6 +27,12 @@ from engine.ratelimit import Limiter, RateLimited
 EXCERPT_CHARS = 2000  # a whole SDP milestone (~1.5 KB) fits
 RATE_WAIT_S = 10.0  # wait this long for a rate-limit slot inside a job; longer, defer the job
 TOKEN_RETRY_S = 60.0  # after a failed token refresh, try the action again no sooner
+SEND_DEADLINE_S = 240.0  # one send, all pages and waits included; the worker's job timeout is longer
+# A 401 renews the token at most once per connector in this window. A 401 that is not about
+# expiry (a missing scope, no access to the portal) would otherwise renew on every action and
+# spend Zoho's 10 tokens per 10 minutes, which SDP and Zoho share when they share a client.
+RENEW_AFTER_401_S = 300
+RENEW_KEY = "hookrules:oauth:{}:renewed-after-401"
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,9 @@ class Sender:
     targets: Targets
     tokens: dict[str, TokenProvider]  # connectors with OAuth
     limiters: dict[str, Limiter]
+    redis: Redis | None = None
     rate_wait_s: float = RATE_WAIT_S
+    deadline_s: float = SEND_DEADLINE_S
 
     @classmethod
     def create(cls, redis: Redis, http: httpx.AsyncClient, targets: Targets) -> Sender:
@@ -102,14 +111,20 @@ class Sender:
             http,
             targets,
             tokens={c.name: TokenProvider(redis, http, c.oauth, timeout_s=targets.timeout_s) for c in connectors if c.oauth},
-            limiters={c.name: Limiter(redis, c.name, c.limits) for c in connectors},
+            # A lease outlives the longest request, or a slow request would let one more in.
+            limiters={c.name: Limiter(redis, c.name, c.limits, lease_s=max(60.0, targets.timeout_s * 2)) for c in connectors},
+            redis=redis,
         )
 
     async def send(self, request: Request) -> SendResult:
         try:
-            if request.paging == "sdp":
-                return await self._all_pages(request)
-            return judge(request, await self._exchange(request))
+            async with asyncio.timeout(self.deadline_s):
+                if request.paging == "sdp":
+                    return await self._all_pages(request)
+                return judge(request, await self._exchange(request))
+        except TimeoutError:
+            # Something may have been sent: this counts as an attempt.
+            return SendResult("retry", None, "", error=f"not finished within {self.deadline_s:g} s (waits, pages and requests)")
         except RateLimited as exc:
             return SendResult("retry", None, "", error=f"{request.connector} rate limit: a slot frees in {exc.retry_after_s:.1f} s",
                               retry_after_s=exc.retry_after_s, sent=False)
@@ -144,13 +159,21 @@ class Sender:
         provider = self.tokens.get(connector.name)
         if reply.status_code == 401 and provider is not None:
             # The token was revoked or expired early: drop it (once, whoever saw the 401
-            # first) and try once more with a fresh one.
-            await provider.invalidate(token)
-            token = await provider.token()
-            reply = await self._limited(connector, request, token)
+            # first, and at most once per RENEW_AFTER_401_S) and try once more with the new
+            # one. Workers that saw the same 401 pick up that new token without renewing.
+            if await self._may_renew(connector.name):
+                await provider.invalidate(token)
+            fresh = await provider.token()
+            if fresh != token:
+                reply = await self._limited(connector, request, fresh)
         if reply.status_code == 429:
             await self.limiters[connector.name].pause(retry_after(reply.headers.get("retry-after")) or 1.0)
         return reply
+
+    async def _may_renew(self, connector: str) -> bool:
+        if self.redis is None:
+            return True
+        return bool(await self.redis.set(RENEW_KEY.format(connector), "1", nx=True, ex=RENEW_AFTER_401_S))
 
     async def _token(self, connector: Connector) -> str:
         provider = self.tokens.get(connector.name)

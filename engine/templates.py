@@ -2,10 +2,13 @@
 
 Only strings written in rule files are templates. Values that come from an event are passed
 in as data and are never rendered again, so a milestone titled "{{ 7*7 }}" stays that text.
+A string that is exactly one `{{ expression }}` gives the expression's value (a number, an
+object); any other template gives text.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +28,16 @@ class TemplateError(Exception):
 @dataclass(frozen=True)
 class Template:
     text: str
-    _compiled: jinja2.Template
+    _compiled: Any  # a jinja2.Template, or a compiled expression when `native`
+    native: bool = False  # the whole string is one {{ expression }}: render its value, not text
 
-    def render(self, context: dict[str, Any]) -> str:
+    def render(self, context: dict[str, Any]) -> Any:
         try:
+            if self.native:
+                value = self._compiled(**context)
+                if isinstance(value, jinja2.Undefined):
+                    value._fail_with_undefined_error()
+                return value
             return self._compiled.render(context)
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{self.text!r}: {exc.message}") from None
@@ -38,8 +47,16 @@ class Template:
             raise TemplateError(f"{self.text!r}: {type(exc).__name__}: {exc}") from None
 
 
+# "{{ milestone.projected_end }}" and nothing else: the value itself (an object, a number),
+# so a date object or a reference can be passed on whole instead of as its text.
+_ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expression>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
+
+
 def compile_template(text: str) -> Template:
     try:
+        one = _ONE_EXPRESSION.match(text)
+        if one:
+            return Template(text, _ENV.compile_expression(one["expression"], undefined_to_none=False), native=True)
         return Template(text, _ENV.from_string(text))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{text!r}: {exc.message}") from None

@@ -60,7 +60,7 @@ def name_param(args: Mapping[str, Any]) -> str:
 
 
 def project_params(args: Mapping[str, Any]) -> dict[str, str]:
-    """The optional parameters create and update share."""
+    """The optional parameters create and update share (template_id: create only)."""
     params: dict[str, str] = {}
     for key in ("description", "template_id"):
         if args.get(key) not in (None, ""):
@@ -76,7 +76,9 @@ def project_params(args: Mapping[str, Any]) -> dict[str, str]:
     for field_id, value in mapping(args, "custom_fields").items():
         if not _FIELD_ID.match(str(field_id)):
             raise ActionError(f"custom_fields: {field_id!r} is not a field_id such as UDF_CHAR1 (see zoho.projects.custom_fields)")
-        params[str(field_id)] = str(value)
+        # Date fields (UDF_DATE1, ...) go out as MM-DD-YYYY like the project's own dates.
+        is_date = str(field_id).startswith("UDF_DATE")
+        params[str(field_id)] = zoho_date(f"custom_fields.{field_id}", value) if is_date else str(value)
     return params
 
 
@@ -145,6 +147,6 @@ ACTIONS = (
     ActionSpec("zoho.projects.create", "Create a project (name at most 100 characters; dates MM-DD-YYYY)", build_create,
                frozenset({"name"}), _OPTIONAL, check=literal_check(build_create)),
     ActionSpec("zoho.projects.update", "Update a project (name and status are mandatory)", build_update,
-               frozenset({"project_id", "name", "status"}), _OPTIONAL, check=literal_check(build_update)),
+               frozenset({"project_id", "name", "status"}), _OPTIONAL - {"template_id"}, check=literal_check(build_update)),
     ActionSpec("zoho.projects.delete", "Delete a project", build_delete, frozenset({"project_id"}), check=literal_check(build_delete)),
 )

@@ -29,11 +29,13 @@ class StandIn:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.replies: list[tuple[int, dict[str, str]]] = []  # scripted (status, headers), used in order
+        self.delay_s = 0.0  # how long to wait before answering: a slow system
         self._lock = threading.Lock()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def _handle(self) -> None:
+                time.sleep(stand_in.delay_s)
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 with stand_in._lock:

@@ -134,3 +134,26 @@ def test_load_error_names_the_rule_and_line(tmp_path: Path) -> None:
 def test_not_configured_connector_says_which_setting() -> None:
     with pytest.raises(ActionError, match="HOOKRULES_ZOHO_PORTAL"):
         CATALOG["zoho.projects.get"].build({"project_id": "1"}, Targets())
+
+
+def test_a_whole_date_object_can_be_passed_through_a_template(tmp_path: Path) -> None:
+    from engine.config import Source
+    from engine.decide import decide
+    from engine.intake import to_event
+
+    (tmp_path / "r.yaml").write_text(
+        "id: copy-dates\non: {source: sdp, event: '*'}\nthen:\n"
+        "  - sdp.milestones.update:\n      project_id: '{{ milestone.project.id }}'\n      milestone_id: '{{ milestone.id }}'\n"
+        "      fields: {scheduled_end_time: '{{ milestone.projected_end }}', priority: '{{ milestone.priority }}'}\n"
+        "  - zoho.projects.update:\n      project_id: '5'\n      name: '{{ milestone.title }}'\n      status: active\n"
+        "      custom_fields: {UDF_DATE1: '{{ milestone.projected_end }}', UDF_CHAR1: '{{ milestone.title }}'}\n")
+    ruleset = load_ruleset(tmp_path, TARGETS)
+    body = {"milestone": {"id": "33", "project": {"id": "22"}, "title": "Go live",
+                          "projected_end": {"value": "1516018740000", "display_value": "Jan 15, 2018"},
+                          "priority": {"name": "High", "id": "9"}}}
+    event = to_event(Source("sdp", secret="s", default_event="{kind}.updated"),
+                     {"x-hook-token": "s", "content-type": "application/json"}, json.dumps(body).encode(), 0.0)
+    sdp_action, zoho_action = decide(event, None, ruleset, now=0.0).actions
+    assert json.loads(sdp_action.request.form["input_data"]) == {
+        "milestone": {"scheduled_end_time": {"value": "1516018740000"}, "priority": {"id": "9", "name": "High"}}}
+    assert zoho_action.request.form["UDF_DATE1"] == "01-15-2018" and zoho_action.request.form["UDF_CHAR1"] == "Go live"

@@ -246,3 +246,65 @@ def test_waiting_for_a_rate_limit_turn_does_not_use_up_tries(redis_url: str, san
     assert isinstance(second, Retry) and 4.0 <= second.defer_score / 1000 <= 5.5  # waits for its turn (1 per 5 s)
     assert recorded["outcome"] == "retrying" and recorded["attempts"] == 0  # max_tries=1, yet not failed
     assert "rate limit" in recorded["error"]
+
+
+def test_a_401_that_renewal_does_not_cure_renews_once_not_per_action(redis_url: str, sandbox: Running) -> None:
+    # Say the client lacks the Zoho scope: every call answers 401 whatever the token.
+    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"status": 401, "count": 50, "path_contains": "/restapi/"}, timeout=5)
+    get = ("zoho.projects.get", {"project_id": ZOHO_PROJECT})
+    results = [asyncio.run(send_all(redis_url, targets_for(sandbox), [get]))[0] for _ in range(6)]
+    assert {r.outcome for r in results} == {"failed"}
+    assert "zoho refused the access token (HTTP 401)" in results[-1].error and "scopes" in results[-1].error
+    assert stats(sandbox)["token_requests"] == 2  # the first token and one renewal, not one per action
+
+
+def test_waiting_is_bounded_by_time(redis_url: str, sandbox: Running) -> None:
+    from arq import Retry
+
+    from engine.config import load_settings
+    from engine.store import connect
+    from workers.jobs import run_action
+
+    base = targets_for(sandbox)
+    slow = Connector("sdp", base_url=base.sdp.base_url, oauth=base.sdp.oauth, limits=Limits(max_concurrent=5, per_second=0.2, burst=1))
+    targets = Targets(sdp=slow, zoho=base.zoho)
+    settings = replace(load_settings(base_env()), targets=targets, action_max_wait_s=0.001)
+    request = CATALOG["sdp.milestones.get"].build({"project_id": PROJECT, "milestone_id": MILESTONE}, targets)
+
+    async def scenario() -> str:
+        redis_client = connect(with_db(redis_url, DB))
+        try:
+            async with httpx.AsyncClient() as http:
+                ctx = {"settings": settings, "redis": redis_client,
+                       "sender": replace(Sender.create(redis_client, http, targets), rate_wait_s=0.0)}
+                await run_action(ctx, "evt_wait", "r", 0, "sdp.milestones.get", request.to_dict())  # takes the one slot
+                with pytest.raises(Retry):  # the first wait for a turn: deferred
+                    await run_action(ctx, "evt_wait", "r", 1, "sdp.milestones.get", request.to_dict())
+                await asyncio.sleep(0.01)
+                return await run_action(ctx, "evt_wait", "r", 1, "sdp.milestones.get", request.to_dict())
+        finally:
+            await redis_client.aclose()
+
+    assert asyncio.run(scenario()) == "failed"
+    recorded = json.loads(redis.Redis.from_url(with_db(redis_url, DB)).hget("hookrules:event:evt_wait", "action:r:1"))
+    assert recorded["error"].startswith("gave up after waiting 0.001 s: sdp rate limit")
+    assert recorded["attempts"] == 0
+
+
+def test_a_send_that_takes_too_long_is_cut_off_and_retried(redis_url: str) -> None:
+    from stand_in import StandIn
+
+    with StandIn() as slow:
+        slow.delay_s = 1.0
+        request = CATALOG["http.request"].build({"method": "GET", "url": slow.url + "/slow"}, Targets())
+
+        async def go() -> SendResult:
+            client = redis.asyncio.Redis.from_url(with_db(redis_url, DB))
+            try:
+                async with httpx.AsyncClient() as http:
+                    return await replace(Sender.create(client, http, Targets()), deadline_s=0.2).send(request)
+            finally:
+                await client.aclose()
+
+        result = asyncio.run(go())
+    assert result.outcome == "retry" and result.sent and "not finished within 0.2 s" in result.error

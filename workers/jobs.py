@@ -17,6 +17,7 @@ from engine import store
 from engine.decide import decide
 from engine.changes import merge
 from engine.models import Decision, Event, PlannedAction, Request
+from engine.sending import SendResult
 
 log = logging.getLogger("hookrules.worker")
 # How long an event waits for an earlier event of the same entity before it is decided anyway
@@ -91,28 +92,33 @@ async def run_action(
 ) -> str:
     settings = ctx["settings"]
     key = f"{rule_id}:{index}"
-    result = await ctx["sender"].send(Request.from_dict(request_data))
+    previous = await store.action_outcome(ctx["redis"], event_id, key) or {}
+    first_at = previous.get("first_at") or time.time()
+    try:
+        result = await ctx["sender"].send(Request.from_dict(request_data))
+    except Exception as exc:  # a defect of ours: record it rather than lose the action silently
+        log.exception("action %s:%s: sending failed unexpectedly", event_id, key)
+        result = SendResult("failed", None, "", error=f"internal error: {type(exc).__name__}: {exc}", sent=False)
     # Attempts count requests that reached the system. Waiting for a rate-limit turn or a
     # token is not an attempt: a burst of actions queued behind a 5/s limit must not use up
-    # HOOKRULES_MAX_TRIES before they are ever sent.
-    previous = await store.action_outcome(ctx["redis"], event_id, key)
-    attempts = (previous or {}).get("attempts", 0) + (1 if result.sent else 0)
-    outcome = {"done": "done", "failed": "failed", "retry": "retrying"}[result.outcome]
+    # HOOKRULES_MAX_TRIES before they are ever sent. Waiting is bounded by time instead.
+    attempts = previous.get("attempts", 0) + (1 if result.sent else 0)
+    outcome, error = {"done": "done", "failed": "failed", "retry": "retrying"}[result.outcome], result.error
     if outcome == "retrying" and attempts >= settings.max_tries:
         outcome = "failed"
-    await store.record_outcome(
-        ctx["redis"],
-        event_id,
-        key,
-        {
-            "action": action_name,
-            "outcome": outcome,
-            "request": request_data,
-            **{k: v for k, v in result.to_dict().items() if k not in ("outcome", "sent")},
-            "attempts": attempts,
-            "at": time.time(),
-        },
-    )
+    elif outcome == "retrying" and time.time() - first_at > settings.action_max_wait_s:
+        outcome, error = "failed", f"gave up after waiting {settings.action_max_wait_s:g} s: {error}"
+    record = {
+        "action": action_name,
+        "outcome": outcome,
+        "request": request_data,
+        **{k: v for k, v in result.to_dict().items() if k not in ("outcome", "sent")},
+        "error": error,
+        "attempts": attempts,
+        "first_at": first_at,
+        "at": time.time(),
+    }
+    await store.record_outcome(ctx["redis"], event_id, key, record)
     log.info("action %s:%s %s (HTTP %s, attempt %d)", event_id, key, outcome, result.http_status, attempts)
     if outcome == "retrying":
         delay = backoff_s(attempts, result.retry_after_s) if result.sent else (result.retry_after_s or 1.0)

@@ -23,7 +23,7 @@ from engine import store
 from engine.config import Settings
 from engine.reload import RulesReloader
 from engine.rules import Ruleset
-from engine.sending import Sender
+from engine.sending import SEND_DEADLINE_S, Sender
 from workers.jobs import process_event, run_action
 
 log = logging.getLogger("hookrules.worker")
@@ -73,10 +73,13 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
         # short poll cost little.
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_s,
-        # HOOKRULES_MAX_TRIES is enforced by run_action on requests actually sent; arq's own
-        # count also includes waits for a rate-limit turn, so its cap is only a backstop.
-        "max_tries": settings.max_tries + 1000,
-        "job_timeout": max(30, int(settings.targets.timeout_s * 3)),
+        # run_action enforces HOOKRULES_MAX_TRIES (requests sent) and
+        # HOOKRULES_ACTION_MAX_WAIT (time spent waiting); arq's own count includes every
+        # deferral, so it must never be what stops a job.
+        "max_tries": 1_000_000,
+        # Longer than a send may take (sending.SEND_DEADLINE_S), so a job is never cut off
+        # by arq with nothing recorded.
+        "job_timeout": int(SEND_DEADLINE_S + 60),
         # Results double as the "already done" mark for action jobs (job id event:rule:n):
         # keep them as long as the event record.
         "keep_result": settings.event_ttl_s,
