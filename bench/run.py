@@ -35,7 +35,7 @@ from engine.decide import decide, rule_context  # noqa: E402
 from engine.embedded_redis import start_embedded  # noqa: E402
 from engine.intake import to_event  # noqa: E402
 from engine.logic import compile_condition  # noqa: E402
-from engine.rules import load_ruleset  # noqa: E402
+from engine.rule_files import load_ruleset  # noqa: E402
 
 SECRET = "bench-secret-0000"  # a bench value, not a real credential
 # Label, worker settings, and whether the run is the big one (--events) or a comparison one.

@@ -35,6 +35,10 @@ class ActionSpec:
     # Load-time checks of the arguments as written; templates are still unrendered there, so
     # a check looks only at plain values (see `is_literal`).
     check: Callable[[dict[str, Any]], list[str]] | None = field(default=None, repr=False)
+    reads: bool = False  # only reads: allowed in a rule's `fetch`
+    # For a list operation: the kind of its items and the key of the reply that holds them,
+    # so a scheduled rule can scan it ("milestone", "milestones").
+    items: tuple[str, str] | None = None
 
     def problems(self, args: dict[str, Any]) -> list[str]:
         found = [f"missing argument '{name}'" for name in sorted(self.required - set(args))]

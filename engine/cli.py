@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.config import ConfigError, Settings, load_settings
-from engine.rules import RuleProblems, Ruleset, load_ruleset
+from engine.rule_files import load_ruleset
+from engine.rules import RuleProblems, Ruleset
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [{command}] %(name)s: %(message)s"
 
@@ -95,12 +96,23 @@ def command_up(args: argparse.Namespace) -> int:
 
 
 def command_check(args: argparse.Namespace) -> int:
+    from engine.examples import run_examples
+
     directory = Path(args.directory) if args.directory else None
     _, ruleset = load(directory)
     print(f"OK: {len(ruleset.rules)} rule(s) in {len(ruleset.files)} file(s), version {ruleset.version}")
     for rule in ruleset.rules:
-        print(f"  {rule.id:<32} {rule.mode:<6} {rule.file}:{rule.line}")
-    return 0
+        when = f"schedule {rule.schedule}" if rule.schedule else f"{'|'.join(rule.sources)} {'|'.join(rule.events)}"
+        print(f"  {rule.id:<32} {rule.mode:<6} {when:<28} {rule.file}:{rule.line}")
+    results = run_examples(ruleset)
+    for result in results:
+        status = "PASS" if result.passed else "FAIL"
+        print(f"{status} {result.rule.file}:{result.line}: rule {result.rule.id!r}: {result.name}")
+        for failure in result.failures:
+            print(f"       {failure}")
+    failed = sum(not r.passed for r in results)
+    print(f"examples: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def parser() -> argparse.ArgumentParser:

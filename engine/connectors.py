@@ -45,6 +45,7 @@ HTTP_REQUEST = ActionSpec(
     frozenset({"method", "url"}),
     frozenset({"headers", "query", "json", "form"}),
     check=literal_check(build_http_request),
+    reads=True,  # in a `fetch`, only with method GET (checked when the rule loads)
 )
 
 CATALOG: dict[str, ActionSpec] = {spec.name: spec for spec in (*sdp.ACTIONS, *zoho.ACTIONS, HTTP_REQUEST)}

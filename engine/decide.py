@@ -7,6 +7,7 @@ or a dry run shows is what production does.
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 from engine.actions import ActionError
@@ -37,21 +38,35 @@ def plan(rule: Rule, index: int, context: dict[str, Any], ruleset: Ruleset) -> P
     return PlannedAction(rule.id, index, action.spec.name, request)
 
 
-def decide(event: Event, previous: dict[str, Any] | None, ruleset: Ruleset, now: float) -> Decision:
+def decide(
+    event: Event,
+    previous: dict[str, Any] | None,
+    ruleset: Ruleset,
+    now: float,
+    fetched: Mapping[str, Mapping[str, Any] | str] | None = None,
+) -> Decision:
+    """Every rule that listens to the event, matched or not, and the requests the matches plan.
+    `fetched` holds, per rule id, the replies of that rule's `fetch` by name, or the text of
+    the error that stopped them; the worker does that I/O before it calls decide()."""
     context = rule_context(event, previous, now)
     results: list[RuleResult] = []
     actions: list[PlannedAction] = []
     shadowed: list[PlannedAction] = []
     for rule in ruleset.rules:
-        if rule.mode == "off" or not rule.listens_to(event.source, event.type):
+        if rule.mode == "off" or not rule.listens_to(event):
             continue
+        reads = (fetched or {}).get(rule.id, {}) if rule.fetches else {}
+        if isinstance(reads, str):
+            results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"fetch failed: {reads}"))
+            continue
+        rule_data = {**context, "fetched": reads} if rule.fetches else context
         try:
-            matched = rule.condition is None or rule.condition.matches(context)
+            matched = rule.condition is None or rule.condition.matches(rule_data)
         except LogicError as exc:
             results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"condition failed: {exc}"))
             continue
         results.append(RuleResult(rule.id, rule.mode, matched=matched))
         if matched:
-            planned = [plan(rule, index, context, ruleset) for index in range(len(rule.actions))]
+            planned = [plan(rule, index, rule_data, ruleset) for index in range(len(rule.actions))]
             (actions if rule.mode == "on" else shadowed).extend(planned)
     return Decision(event.id, ruleset.version, results, actions, shadowed)

@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 
 from engine.config import Targets
-from engine.rules import RuleProblems, Ruleset, load_ruleset, rule_files
+from engine.rule_files import load_ruleset, rule_files
+from engine.rules import RuleProblems, Ruleset
 
 log = logging.getLogger("hookrules.rules")
 

@@ -174,8 +174,10 @@ def next_page(request: Request, page_rows: int) -> Request:
 
 
 _IDS = frozenset({"project_id", "milestone_id"})
+_READS = {"sdp.milestones.get", "sdp.milestones.list", "sdp.milestones.timesheet"}
 ACTIONS = tuple(
-    ActionSpec(name, summary, build, frozenset(required), frozenset(optional), check=literal_check(build))
+    ActionSpec(name, summary, build, frozenset(required), frozenset(optional), check=literal_check(build),
+               reads=name in _READS, items=("milestone", "milestones") if name == "sdp.milestones.list" else None)
     for name, summary, build, required, optional in (
         ("sdp.milestones.add", "Add a milestone to a project (fields.title is mandatory)", build_add, {"project_id", "fields"}, ()),
         ("sdp.milestones.update", "Edit a milestone's fields", build_update, _IDS | {"fields"}, ()),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # ImmutableSandboxedEnvironment: no attribute access to internals and no mutating the event
@@ -30,6 +31,7 @@ class Template:
     text: str
     _compiled: Any  # a jinja2.Template, or a compiled expression when `native`
     native: bool = False  # the whole string is one {{ expression }}: render its value, not text
+    variables: frozenset[str] = frozenset()  # the top-level names it reads: checked at load
 
     def render(self, context: dict[str, Any]) -> Any:
         try:
@@ -54,10 +56,11 @@ _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expression>(?:(?!\{\{|\}\}).)*)\}\}\s
 
 def compile_template(text: str) -> Template:
     try:
+        variables = frozenset(meta.find_undeclared_variables(_ENV.parse(text)))
         one = _ONE_EXPRESSION.match(text)
         if one:
-            return Template(text, _ENV.compile_expression(one["expression"], undefined_to_none=False), native=True)
-        return Template(text, _ENV.from_string(text))
+            return Template(text, _ENV.compile_expression(one["expression"], undefined_to_none=False), True, variables)
+        return Template(text, _ENV.from_string(text), False, variables)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{text!r}: {exc.message}") from None
 
@@ -82,3 +85,19 @@ def render_tree(value: Any, context: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [render_tree(item, context) for item in value]
     return value
+
+
+def variables_in(value: Any) -> set[str]:
+    """Every top-level name the templates inside a compiled tree read."""
+    if isinstance(value, Template):
+        return set(value.variables)
+    if isinstance(value, dict):
+        return set().union(*(variables_in(item) for item in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(variables_in(item) for item in value)) if value else set()
+    return set()
+
+
+def known_globals() -> set[str]:
+    """Names every template has without a rule providing them (range, dict, namespace...)."""
+    return set(_ENV.globals)

@@ -95,3 +95,10 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(item) for item in value]
     return value
+
+
+def with_lines(items: Any) -> list[dict[str, Any]]:
+    """Plain copies of a list of mappings, each with the line it was written on as "line"."""
+    if not isinstance(items, list):
+        return []
+    return [{**plain(item), "line": line_of(item)} for item in items if isinstance(item, dict)]

@@ -141,9 +141,12 @@ def read_reply(status: int, body: Any) -> str | None:
 _OPTIONAL = frozenset({"description", "template_id", "start_date", "end_date", "strict_project", "custom_fields"})
 ACTIONS = (
     ActionSpec("zoho.projects.list", "List projects (index, range, status, sort_column, sort_order)", build_list,
-               optional=frozenset({"index", "range", "status", "sort_column", "sort_order"}), check=literal_check(build_list)),
-    ActionSpec("zoho.projects.get", "Read one project", build_get, frozenset({"project_id"}), check=literal_check(build_get)),
-    ActionSpec("zoho.projects.custom_fields", "List the project custom fields and their field_id", build_custom_fields),
+               optional=frozenset({"index", "range", "status", "sort_column", "sort_order"}), check=literal_check(build_list),
+               reads=True, items=("project", "projects")),
+    ActionSpec("zoho.projects.get", "Read one project", build_get, frozenset({"project_id"}), check=literal_check(build_get),
+               reads=True),
+    ActionSpec("zoho.projects.custom_fields", "List the project custom fields and their field_id", build_custom_fields,
+               reads=True),
     ActionSpec("zoho.projects.create", "Create a project (name at most 100 characters; dates MM-DD-YYYY)", build_create,
                frozenset({"name"}), _OPTIONAL, check=literal_check(build_create)),
     ActionSpec("zoho.projects.update", "Update a project (name and status are mandatory)", build_update,

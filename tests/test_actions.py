@@ -10,7 +10,8 @@ import pytest
 from engine.actions import ActionError
 from engine.config import Connector, Targets
 from engine.connectors import CATALOG
-from engine.rules import RuleProblems, load_ruleset
+from engine.rule_files import load_ruleset
+from engine.rules import RuleProblems
 
 SDP = "https://sdp.example/app/itdesk"
 ZOHO = "https://projectsapi.zoho.eu/restapi/portal/2063927"

@@ -10,7 +10,8 @@ import pytest
 from engine.config import Connector, Source, Targets
 from engine.decide import decide
 from engine.intake import to_event
-from engine.rules import RuleProblems, load_ruleset
+from engine.rule_files import load_ruleset
+from engine.rules import RuleProblems
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = Targets(sdp=Connector("sdp", base_url="https://sdp.example/app/itdesk", token="t"))

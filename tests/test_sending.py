@@ -17,7 +17,7 @@ from engine.config import Connector, Source, Targets
 from engine.decide import decide
 from engine.intake import to_event
 from engine.models import Request
-from engine.rules import load_ruleset
+from engine.rule_files import load_ruleset
 from engine.sending import SendResult, Sender, classify
 from stand_in import StandIn
 
