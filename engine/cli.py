@@ -7,10 +7,12 @@ non-zero exit when either is wrong, before anything is started.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 from engine.config import ConfigError, Settings, load_settings
@@ -115,6 +117,40 @@ def command_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def read_json(path: str | None, what: str) -> Any:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Fatal(f"cannot read the {what} file {path}: {exc.strerror}", 2) from None
+    except json.JSONDecodeError as exc:
+        raise Fatal(f"the {what} file {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 2) from None
+
+
+def command_try(args: argparse.Namespace) -> int:
+    from engine.dryrun import dry_run
+    from engine.intake import Rejected, find_entity
+
+    _, ruleset = load()
+    body = read_json(args.event, "event")
+    if not isinstance(body, dict):
+        raise Fatal(f"the event file {args.event} must hold a JSON object such as {{\"milestone\": {{...}}}}", 2)
+    previous = read_json(args.previous, "previous")
+    if previous is not None and not isinstance(previous, dict):
+        raise Fatal("the previous file must hold the entity itself, e.g. {\"id\": \"1\", \"status\": {...}}", 2)
+    if isinstance(previous, dict) and "id" not in previous:
+        try:
+            previous = find_entity(previous)[1]  # given as a webhook body: {"milestone": {...}}
+        except Rejected:
+            pass
+    try:
+        print(dry_run(ruleset, body, args.source, args.event_type, previous, read_json(args.fetched, "fetched")))
+    except Rejected as exc:
+        raise Fatal(f"the event cannot be used: {exc.reason}", 2) from None
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hookrules", description="Webhook-driven automation rules for ServiceDesk Plus and Zoho Projects.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="load the rule files and report every problem")
     check.add_argument("directory", nargs="?", help="rules directory (default: HOOKRULES_RULES_DIR or rules/)")
     check.set_defaults(run=command_check)
+    dry = commands.add_parser("try", help="show what the rules would do with an event, without sending anything")
+    dry.add_argument("event", help="a JSON file with the webhook body, e.g. samples/milestone-completed.json")
+    dry.add_argument("--previous", help="a JSON file with the entity as it was before (default: first sight)")
+    dry.add_argument("--source", default="sdp", help="the source it came from (default: sdp)")
+    dry.add_argument("--event-type", help="the event type (default: <kind>.updated)")
+    dry.add_argument("--fetched", help="a JSON file with the replies for the rules' fetch, by name")
+    dry.set_defaults(run=command_try)
     sandbox = commands.add_parser("sandbox", help="run a local emulator of the ServiceDesk Plus and Zoho Projects APIs")
     sandbox.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     sandbox.set_defaults(run=command_sandbox)

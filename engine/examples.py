@@ -82,15 +82,21 @@ def example_targets(targets: Targets) -> Targets:
     return replace(targets, sdp=sdp, zoho=zoho)
 
 
-def example_event(rule: Rule, example: dict[str, Any], n: int) -> Event:
-    kind, data = find_entity(example["event"])
-    if rule.schedule is not None:
-        event_type, payload = f"{kind}.scanned", {"scan": {"rule": rule.id}, kind: data}
-    else:
-        event_type, payload = example.get("event_type") or f"{kind}.updated", example["event"]
-    source = rule.sources[0] if rule.sources and "*" not in rule.sources[0] else "sdp"
+def event_from_body(event_id: str, body: dict[str, Any], source: str, event_type: str | None, scan_rule: str | None = None) -> Event:
+    """An Event from a webhook body as a sender would post it, without the HTTP around it:
+    for examples and dry runs. The default type is `<kind>.updated` (`<kind>.scanned` for a
+    scheduled rule's item)."""
+    kind, data = find_entity(body)
+    payload = {"scan": {"rule": scan_rule}, kind: data} if scan_rule else body
+    default_type = f"{kind}.scanned" if scan_rule else f"{kind}.updated"
     entity = Entity(kind=kind, id=str(data["id"]), data=normalise_dates(data))
-    return Event(f"example:{rule.id}:{n}", source, event_type, entity, time.time(), None, payload)
+    return Event(event_id, source, event_type or default_type, entity, time.time(), None, payload)
+
+
+def example_event(rule: Rule, example: dict[str, Any], n: int) -> Event:
+    source = rule.sources[0] if rule.sources and "*" not in rule.sources[0] else "sdp"
+    event_type = None if rule.schedule else example.get("event_type")
+    return event_from_body(f"example:{rule.id}:{n}", example["event"], source, event_type, rule.id if rule.schedule else None)
 
 
 def request_failures(spec: dict[str, Any], request: Request | None, n: int) -> list[str]:
@@ -122,7 +128,8 @@ def run_example(rule: Rule, example: dict[str, Any], n: int, targets: Targets) -
         return ExampleResult(rule, name, example["line"], (f"the event is not usable: {exc.reason}",))
     now = float(example.get("now") or time.time() * 1000) / 1000
     ruleset = Ruleset((rule,), "example", example_targets(targets))
-    decision = decide(event, example.get("previous"), ruleset, now, {rule.id: example.get("fetched") or {}})
+    previous = normalise_dates(example["previous"]) if example.get("previous") is not None else None
+    decision = decide(event, previous, ruleset, now, {rule.id: example.get("fetched") or {}})
     result = decision.results[0] if decision.results else None
     expect = example["expect"]
     failures: list[str] = []

@@ -1,0 +1,93 @@
+"""`hookrules try`: a dry run of one event through the same decide() as production.
+
+It shows each rule that listens, matched or not, the part of its condition that decided, and
+the requests it would send (with the credentials masked). It sends nothing and needs no Redis:
+`previous` and the replies of `fetch` come from files, or are absent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from engine.changes import diff, merge
+from engine.dates import normalise_dates
+from engine.decide import decide, rule_context
+from engine.examples import event_from_body, example_targets
+from engine.explain import because
+from engine.models import Event, PlannedAction
+from engine.rules import Rule, Ruleset
+
+MASK = "Zoho-oauthtoken ****"
+
+
+def describe_request(action: PlannedAction) -> list[str]:
+    if action.request is None:
+        return [f"    not sent: {action.error}"]
+    request = action.request
+    lines = [f"    {request.method} {request.url}"]
+    headers = {**request.headers, **({"Authorization": MASK} if request.connector else {})}
+    lines += [f"      {name}: {value}" for name, value in headers.items()]
+    if request.query:
+        lines.append(f"      query: {json.dumps(request.query)}")
+    if request.form:
+        lines += [f"      form {name}={value}" for name, value in request.form.items()]
+    if request.files:
+        lines += [f"      file {name}: {part[0]} ({len(part[1])} characters)" for name, part in request.files.items()]
+    if request.json is not None:
+        lines.append(f"      json: {json.dumps(request.json)}")
+    return lines
+
+
+def describe_rule(rule: Rule, event: Event, data: dict[str, Any], result: Any, planned: list[PlannedAction]) -> list[str]:
+    verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
+    lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
+    if result.error:
+        lines.append(f"  {result.error}")
+    elif rule.condition is None:
+        lines.append("  no 'when': every event it listens to matches")
+    else:
+        lines.append(f"  because {because(rule.condition.source, data)}")
+    if planned:
+        lines.append("  would send:" if rule.mode == "on" else "  would send, but it is in shadow mode, so it does not:")
+        for action in planned:
+            lines += describe_request(action)
+    return lines
+
+
+def dry_run(
+    ruleset: Ruleset,
+    body: dict[str, Any],
+    source: str,
+    event_type: str | None = None,
+    previous: dict[str, Any] | None = None,
+    fetched: dict[str, Any] | None = None,
+) -> str:
+    """The report, as text. `fetched` gives every rule with a `fetch` the same replies by name."""
+    ruleset = Ruleset(ruleset.rules, ruleset.version, example_targets(ruleset.targets), ruleset.files)
+    event = event_from_body("try", body, source, event_type)
+    previous = normalise_dates(previous) if previous is not None else None
+    now = time.time()
+    reads = {rule.id: fetched or {} for rule in ruleset.rules if rule.fetches}
+    decision = decide(event, previous, ruleset, now, reads)
+    current = merge(previous, event.entity.data)
+    changed = sorted(path for path in diff(previous, current) if "." not in path)
+    lines = [
+        f"event: {event.source} {event.type}, {event.entity.kind} {event.entity.id}",
+        "previous: none (first sight: every field counts as changed)" if previous is None else "previous: given",
+        f"changes: {', '.join(changed) or 'none'}",
+        "",
+    ]
+    context = rule_context(event, previous, now)
+    by_rule = {r.id: r for r in ruleset.rules}
+    for result in decision.results:
+        rule = by_rule[result.rule_id]
+        data = {**context, "fetched": reads.get(rule.id, {})}
+        planned = [a for a in decision.actions + decision.shadowed if a.rule_id == rule.id]
+        lines += describe_rule(rule, event, data, result, planned) + [""]
+    deaf = [r.id for r in ruleset.rules if r.id not in {res.rule_id for res in decision.results}]
+    if deaf:
+        lines.append(f"not listening to {event.source} {event.type} (or off): {', '.join(deaf)}")
+    lines.append("Nothing was sent: this is a dry run.")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""`hookrules check` (rules and their examples) and `hookrules try` (a dry run), as an admin
+or a CI job runs them: output and exit status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, base_env
+from test_cli import hookrules
+
+RULE = """\
+id: close-it
+on: {source: sdp, event: "milestone.*"}
+when:
+  and:
+    - changed: milestone.actual_end_time
+    - "!=": [{var: milestone.status.name}, Closed]
+then:
+  - sdp.milestones.update:
+      project_id: "{{ milestone.project.id }}"
+      milestone_id: "{{ milestone.id }}"
+      fields: {status: Closed}
+"""
+EXAMPLE = """\
+examples:
+  - name: closes
+    event: {milestone: {id: "5", project: {id: "3"}, status: {name: Open}, actual_end_time: {value: "1512974940000"}}}
+    expect:
+      matches: true
+      requests: [{method: PUT, url_endswith: /projects/3/milestones/5, input_data: {milestone: {status: {name: %s}}}}]
+"""
+
+
+def check(tmp_path: Path, text: str):  # noqa: ANN201
+    (tmp_path / "r.yaml").write_text(text)
+    return hookrules("check", str(tmp_path))
+
+
+def test_shipped_rules_and_examples_pass() -> None:
+    done = hookrules("check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "examples: 6 passed, 0 failed" in done.stdout
+    assert done.stdout.count("PASS ") == 6
+
+
+def test_passing_and_failing_examples(tmp_path: Path) -> None:
+    good = check(tmp_path, RULE + EXAMPLE % "Closed")
+    assert good.returncode == 0 and "PASS" in good.stdout and "examples: 1 passed, 0 failed" in good.stdout
+    bad = check(tmp_path, RULE + EXAMPLE % "Done")
+    assert bad.returncode == 1
+    assert f"FAIL {tmp_path / 'r.yaml'}:13: rule 'close-it': closes" in bad.stdout
+    assert 'request 1: input_data is {"milestone": {"status": {"name": "Closed"}}}, expected {"milestone": {"status": {"name": "Done"}}}' in bad.stdout
+    assert "examples: 0 passed, 1 failed" in bad.stdout
+
+
+def test_example_that_expects_the_wrong_outcome_says_so(tmp_path: Path) -> None:
+    text = RULE + EXAMPLE.replace("matches: true", "matches: false").replace("      requests: [{method: PUT, url_endswith: /projects/3/milestones/5, input_data: {milestone: {status: {name: %s}}}}]\n", "")
+    done = check(tmp_path, text)
+    assert done.returncode == 1 and "expected no match, but it matched" in done.stdout
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (RULE.replace("milestone.status.name", "milestne.status.name"), "r.yaml:3: rule 'close-it': 'when' reads 'milestne', which a rule never has"),
+    (RULE.replace("{{ milestone.id }}", "{{ milestone_id }}"), "r.yaml:7: rule 'close-it': sdp.milestones.update: a template reads 'milestone_id'"),
+    (RULE + "fetch: {p: {sdp.milestones.delete: {project_id: '1', milestone_id: '2'}}}\n", "fetch p (sdp.milestones.delete): a fetch may only read"),
+    (RULE.replace('on: {source: sdp, event: "milestone.*"}', "on: {schedule: 'every monday', fetch: {sdp.milestones.list: {project_id: '1'}}}"), "on.schedule must be a cron expression"),
+    (RULE.replace('on: {source: sdp, event: "milestone.*"}', "on: {schedule: '0 * * * *', fetch: {sdp.milestones.get: {project_id: '1', milestone_id: '2'}}}"), "on.fetch must be a list operation"),
+    (RULE + "examples: [{event: {milestone: {id: '1'}}}]\n", "example 1: 'expect' needs matches: true or false"),
+    (RULE.replace("changed: milestone.actual_end_time", "changed: [a, b]"), "changed takes 1 argument(s), got 2"),
+])
+def test_mistakes_are_load_errors_with_file_and_line(tmp_path: Path, text: str, problem: str) -> None:
+    done = check(tmp_path, text)
+    assert done.returncode == 1
+    assert problem in done.stderr, done.stderr
+
+
+def test_try_shows_each_rule_the_deciding_part_and_masked_requests() -> None:
+    done = hookrules("try", "samples/milestone-completed.json", env=base_env(HOOKRULES_SDP_TOKEN="secret-token-value"))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "rule close-finished-milestone [on] (" in out and "): MATCHED" in out
+    assert "PUT https://sdp.example/app/portal/api/v3/projects/2258743870606263/milestones/2007594064055157" in out
+    assert "Authorization: Zoho-oauthtoken ****" in out and "secret-token-value" not in out
+    assert 'form input_data={"milestone":{"status":{"name":"Closed"}}}' in out
+    assert 'rule raise-priority-when-slipping [on] (' in out
+    assert 'because {"after": [{"var": "milestone.projected_end"}, {"var": "milestone.scheduled_end_time"}]} was false' in out
+    assert out.rstrip().endswith("Nothing was sent: this is a dry run.")
+
+
+def test_try_with_previous_state_shows_what_did_not_change(tmp_path: Path) -> None:
+    sample = ROOT / "samples" / "milestone-completed.json"
+    done = hookrules("try", str(sample), "--previous", str(sample))
+    assert done.returncode == 0
+    assert "changes: none" in done.stdout
+    assert 'because {"changed": "milestone.actual_end_time"} was false' in done.stdout
+
+
+def test_try_with_bad_input_exits_with_a_plain_message(tmp_path: Path) -> None:
+    missing = hookrules("try", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "cannot read the event file" in missing.stderr
+    (tmp_path / "bad.json").write_text("{nope")
+    bad = hookrules("try", str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "is not valid JSON" in bad.stderr
+    (tmp_path / "shapeless.json").write_text(json.dumps({"title": "no id anywhere"}))
+    shapeless = hookrules("try", str(tmp_path / "shapeless.json"))
+    assert shapeless.returncode == 2 and "no entity in the body" in shapeless.stderr
+    assert "Traceback" not in missing.stderr + bad.stderr + shapeless.stderr
