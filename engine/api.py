@@ -106,6 +106,9 @@ async def health_report(redis: Any, rules: RulesReloader, settings: Settings, no
         report["redis"] = {"reachable": True}
         report["queue"] = {"depth": depth}
         report["connectors"] = await connectors_status(redis, settings.targets)
+        scheduled = [rule for rule in ruleset.rules if rule.schedule]
+        scans = await store.last_scans(redis, [rule.id for rule in scheduled])
+        report["schedules"] = {rule.id: {"schedule": rule.schedule, "last_scan": scans[rule.id]} for rule in scheduled}
         report["warnings"] += [
             f"{name}: the last OAuth token refresh failed: {status['oauth']['last_error']['error']}"
             for name, status in report["connectors"].items()

@@ -99,6 +99,7 @@ class Settings:
     worker_poll_s: float = 0.05
     reload_s: float = 2.0  # how often each process looks for rule edits
     action_max_wait_s: float = 3600.0  # an action waiting for a rate-limit turn or a token gives up after this
+    schedule_catchup_s: float = 600.0  # a scheduled tick missed while no worker ran is caught up if this recent
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -180,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_poll_s=_number(env, "HOOKRULES_WORKER_POLL", 0.05),
         reload_s=_number(env, "HOOKRULES_RELOAD_INTERVAL", 2.0),
         action_max_wait_s=_number(env, "HOOKRULES_ACTION_MAX_WAIT", 3600.0),
+        schedule_catchup_s=_number(env, "HOOKRULES_SCHEDULE_CATCHUP", 600.0),
         warnings=warnings,
     )
 

@@ -94,6 +94,21 @@ def rows_in(body: Any) -> int:
     return sum(len(v) for k, v in body.items() if isinstance(v, list) and k != "response_status")
 
 
+def join_pages(body: Any, page: Any) -> Any:
+    """Two pages of a list as one: the lists beside response_status and list_info joined."""
+    if not isinstance(body, dict) or not isinstance(page, dict):
+        return page
+    joined = dict(page)
+    for key, value in page.items():
+        if isinstance(value, list) and key != "response_status" and isinstance(body.get(key), list):
+            joined[key] = body[key] + value
+    return joined
+
+
+class ReadError(Exception):
+    """A read could not be done; the message says why, in the system's words where it gave any."""
+
+
 @dataclass
 class Sender:
     http: httpx.AsyncClient
@@ -134,6 +149,28 @@ class Sender:
             return SendResult("failed", None, "", error=str(exc), sent=False)
         except httpx.HTTPError as exc:
             return SendResult("retry", None, "", error=f"{type(exc).__name__}: {exc}")
+
+    async def read(self, request: Request) -> Any:
+        """The reply of a read (a rule's fetch, a scheduled scan) as parsed JSON; every page of
+        an SDP list, their items put together. Raises ReadError saying why not."""
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                body = None
+                for _ in range(sdp.MAX_PAGES):
+                    reply = await self._exchange(request)
+                    result = judge(request, reply)
+                    if result.outcome != "done":
+                        raise ReadError(result.error or f"HTTP {reply.status_code}")
+                    page = parse_json(reply.text)
+                    body = page if body is None else join_pages(body, page)
+                    if request.paging != "sdp" or not sdp.has_more_rows(page) or rows_in(page) == 0:
+                        return body
+                    request = sdp.next_page(request, rows_in(page))
+                return body
+        except TimeoutError:
+            raise ReadError(f"not finished within {self.deadline_s:g} s") from None
+        except (RateLimited, TokenError, MissingCredentials, httpx.HTTPError) as exc:
+            raise ReadError(f"{type(exc).__name__}: {exc}") from None
 
     async def _all_pages(self, request: Request) -> SendResult:
         rows = 0

@@ -25,7 +25,8 @@ from engine.models import Decision, Event, PlannedAction
 
 EVENT_PREFIX = "hookrules:event:"
 SNAPSHOT_PREFIX = "hookrules:snapshot:"
-ORDER_PREFIX = "hookrules:order:"  # per entity: event ids in arrival order, oldest first
+ORDER_PREFIX = "hookrules:order:"
+SCAN_PREFIX = "hookrules:scan:"  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
 QUEUE = default_queue_name
@@ -200,3 +201,14 @@ async def read_heartbeat(redis: ArqRedis) -> tuple[dict[str, Any] | None, str | 
     """Our heartbeat (time and worker id) and arq's health-check line (jobs done, failed...)."""
     beat, arq_line = await redis.mget(HEARTBEAT_KEY, ARQ_HEALTH_KEY)
     return (json.loads(beat) if beat else None, arq_line.decode() if arq_line else None)
+
+
+async def record_scan(redis: ArqRedis, rule_id: str, report: dict[str, Any]) -> None:
+    await redis.set(SCAN_PREFIX + rule_id, json.dumps({**report, "at": time.time()}))
+
+
+async def last_scans(redis: ArqRedis, rule_ids: list[str]) -> dict[str, Any]:
+    if not rule_ids:
+        return {}
+    raw = await redis.mget([SCAN_PREFIX + rule_id for rule_id in rule_ids])
+    return {rule_id: json.loads(value) if value else None for rule_id, value in zip(rule_ids, raw)}

@@ -15,14 +15,20 @@ from arq import Retry
 
 from engine import store
 from engine.decide import decide
+from engine.fetching import fetch_for_event
 from engine.changes import merge
-from engine.models import Decision, Event, PlannedAction, Request
-from engine.sending import SendResult
+from engine.actions import ActionError
+from engine.dates import normalise_dates
+from engine.intake import event_id_for
+from engine.models import Decision, Entity, Event, PlannedAction, Request
+from engine.sending import ReadError, SendResult
+from engine.templates import TemplateError, render_tree
 
 log = logging.getLogger("hookrules.worker")
 # How long an event waits for an earlier event of the same entity before it is decided anyway
 # (that earlier one's worker died and arq has not run it again yet).
 ORDER_WAIT_S = 120.0
+SCAN_TRIES = 3  # a scan whose list cannot be read is tried again this often, then waits for the next tick
 
 
 def backoff_s(job_try: int, retry_after_s: float | None) -> float:
@@ -42,7 +48,9 @@ async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict
         log.warning("event %s: an earlier event of %s is stuck; deciding this one anyway", event.id, store.entity_key(event))
     try:
         previous = await store.previous_state(redis, event)
-        decision = decide(event, previous, ctx["rules"].ruleset, time.time())
+        ruleset, now = ctx["rules"].ruleset, time.time()
+        fetched = await fetch_for_event(ctx["sender"], ruleset, event, previous, now)
+        decision = decide(event, previous, ruleset, now, fetched)
         await store.record_decision(redis, decision)
         await store.save_snapshot(redis, event, merge(previous, event.entity.data))
     finally:
@@ -124,3 +132,36 @@ async def run_action(
         delay = backoff_s(attempts, result.retry_after_s) if result.sent else (result.retry_after_s or 1.0)
         raise Retry(defer=delay)
     return outcome
+
+
+async def scan_rule(ctx: dict[str, Any], rule_id: str, tick: float) -> dict[str, Any]:
+    """A scheduled rule's tick: read its list (every page) and store each item as an event
+    `<kind>.scanned`, which then goes through process_event like a webhook."""
+    redis, ruleset = ctx["redis"], ctx["rules"].ruleset
+    rule = next((r for r in ruleset.rules if r.id == rule_id and r.scan is not None), None)
+    if rule is None or rule.scan is None:
+        log.info("scan %s: the rule is gone or no longer scheduled; nothing to do", rule_id)
+        return {"items": 0, "queued": 0}
+    try:
+        request = rule.scan.spec.build(render_tree(rule.scan.args, {"now": int(tick * 1000)}), ruleset.targets)
+        body = await ctx["sender"].read(request)
+    except (ReadError, ActionError, TemplateError) as exc:
+        await store.record_scan(redis, rule_id, {"tick": tick, "error": str(exc), "try": ctx.get("job_try", 1)})
+        log.warning("scan %s at %s failed (try %d): %s", rule_id, int(tick), ctx.get("job_try", 1), exc)
+        if ctx.get("job_try", 1) < SCAN_TRIES:
+            raise Retry(defer=backoff_s(ctx.get("job_try", 1), None) * 5) from None
+        return {"error": str(exc)}
+    kind, key = rule.scan.spec.items or ("item", "items")
+    items = [item for item in (body.get(key) if isinstance(body, dict) else None) or [] if isinstance(item, dict) and item.get("id")]
+    queued = 0
+    for item in items:
+        delivery = f"scan:{rule_id}:{int(tick)}:{item['id']}"
+        event = Event(
+            id=event_id_for(rule.sources[0], delivery), source=rule.sources[0], type=f"{kind}.scanned",
+            entity=Entity(kind, str(item["id"]), normalise_dates(item)), received_at=time.time(),
+            delivery_id=delivery, payload={"scan": {"rule": rule_id, "tick": int(tick)}},
+        )
+        queued += await store.store_event(redis, event, ctx["settings"].event_ttl_s)
+    await store.record_scan(redis, rule_id, {"tick": tick, "items": len(items), "queued": queued, "error": None})
+    log.info("scan %s at %s: %d %s(s), %d queued", rule_id, int(tick), len(items), kind, queued)
+    return {"items": len(items), "queued": queued}

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -22,11 +23,13 @@ from arq.connections import RedisSettings
 from engine import store
 from engine.config import Settings
 from engine.reload import RulesReloader
+from engine.schedule import due_tick, scan_job_id
 from engine.rules import Ruleset
 from engine.sending import SEND_DEADLINE_S, Sender
-from workers.jobs import process_event, run_action
+from workers.jobs import process_event, run_action, scan_rule
 
 log = logging.getLogger("hookrules.worker")
+SCHEDULE_POLL_S = 5.0
 
 
 async def _beat(ctx: dict[str, Any]) -> None:
@@ -39,6 +42,24 @@ async def _beat(ctx: dict[str, Any]) -> None:
         await asyncio.sleep(settings.heartbeat_s)
 
 
+async def _schedule(ctx: dict[str, Any]) -> None:
+    """Enqueue each scheduled rule's due tick. Every worker does this; the job id (rule and
+    tick) makes arq queue each tick once, whichever worker gets there first."""
+    settings: Settings = ctx["settings"]
+    while True:
+        for rule in ctx["rules"].ruleset.rules:
+            if rule.schedule is None or rule.mode == "off":
+                continue
+            tick = due_tick(rule.schedule, time.time(), settings.schedule_catchup_s)
+            if tick is None:
+                continue
+            try:
+                await ctx["redis"].enqueue_job("scan_rule", rule.id, tick, _job_id=scan_job_id(rule.id, tick))
+            except Exception as exc:  # Redis away for a moment: the next round tries again
+                log.warning("scheduling %s: %s", rule.id, exc)
+        await asyncio.sleep(SCHEDULE_POLL_S)
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     # As many kept-alive connections as jobs at once: a new TLS handshake per action is slow.
@@ -47,10 +68,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["sender"] = Sender.create(ctx["redis"], ctx["http"], settings.targets)
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
     ctx["rule_watcher"] = asyncio.create_task(ctx["rules"].watch(settings.reload_s))
+    ctx["scheduler"] = asyncio.create_task(_schedule(ctx))
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
-    for task in (ctx["heartbeat"], ctx["rule_watcher"]):
+    for task in (ctx["heartbeat"], ctx["rule_watcher"], ctx["scheduler"]):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -63,7 +85,8 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
     return {
         # process_event's result would hold the whole event again for as long as results are
         # kept; the event record already guards against resends, so an hour is plenty.
-        "functions": [func(process_event, keep_result=3600), run_action],
+        # scan_rule's result marks its tick as done: kept well past the catch-up window.
+        "functions": [func(process_event, keep_result=3600), run_action, func(scan_rule, keep_result=2 * 24 * 3600)],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": store.job_serializer,
         "job_deserializer": store.job_deserializer,
