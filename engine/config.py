@@ -65,6 +65,8 @@ class Connector:
     token: str | None = field(default=None, repr=False)  # a static access token
     oauth: OAuthClient | None = None  # refreshed tokens, preferred over a static one
     limits: Limits = DEFAULT_LIMITS
+    max_tries: int | None = None  # attempts before an action is given up; None: HOOKRULES_MAX_TRIES
+    max_age_s: float | None = None  # seconds from the first try; None: HOOKRULES_ACTION_MAX_WAIT
 
     @property
     def configured(self) -> bool:
@@ -220,6 +222,8 @@ def _connector(env: Mapping[str, str], name: str, default_url: str | None, accou
         token=env.get(f"{prefix}_TOKEN") or None,
         oauth=_oauth(env, prefix, name, f"{accounts}/oauth/v2/token"),
         limits=limits,
+        max_tries=int(_number(env, f"{prefix}_MAX_TRIES", 0, int)) or None,
+        max_age_s=_number(env, f"{prefix}_MAX_AGE", 0) or None,
     )
 
 

@@ -172,6 +172,17 @@ class Sender:
         except (RateLimited, TokenError, MissingCredentials, httpx.HTTPError) as exc:
             raise ReadError(f"{type(exc).__name__}: {exc}") from None
 
+    async def already_applied(self, request: Request) -> bool:
+        """After an interrupted try: is the change already there? Only an SDP milestone update
+        can be read back and compared; for anything else, or if the read fails, False."""
+        if request.connector != "sdp" or request.method != "PUT" or "/milestones/" not in request.url:
+            return False
+        probe = Request("GET", request.url, {"Accept": sdp.ACCEPT}, connector="sdp")
+        try:
+            return sdp.already_applied(request, await self.read(probe))
+        except ReadError:
+            return False
+
     async def _all_pages(self, request: Request) -> SendResult:
         rows = 0
         for page in range(1, sdp.MAX_PAGES + 1):

@@ -26,7 +26,8 @@ from engine.models import Decision, Event, PlannedAction
 EVENT_PREFIX = "hookrules:event:"
 SNAPSHOT_PREFIX = "hookrules:snapshot:"
 ORDER_PREFIX = "hookrules:order:"
-SCAN_PREFIX = "hookrules:scan:"  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
+SCAN_PREFIX = "hookrules:scan:"
+DEAD_KEY = "hookrules:dead"  # actions given up on: "event id|rule:n" scored by when  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
 QUEUE = default_queue_name
@@ -147,7 +148,37 @@ async def record_decision(redis: ArqRedis, decision: Decision) -> None:
 
 
 async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
-    await redis.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
+    """The action's outcome; the in-flight mark goes in the same transaction, and a `failed`
+    outcome puts the action on the dead-letter list, a `done` one takes it off."""
+    member = f"{event_id}|{action_key}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
+        pipe.hdel(EVENT_PREFIX + event_id, "sending:" + action_key)
+        if outcome.get("outcome") == "failed":
+            pipe.zadd(DEAD_KEY, {member: time.time()})
+        elif outcome.get("outcome") == "done":
+            pipe.zrem(DEAD_KEY, member)
+        await pipe.execute()
+
+
+async def mark_sending(redis: ArqRedis, event_id: str, action_key: str) -> None:
+    """Written just before a request goes out: if the worker dies before the outcome is
+    recorded, the next run knows the request may have landed."""
+    await redis.hset(EVENT_PREFIX + event_id, "sending:" + action_key, str(time.time()))
+
+
+async def was_sending(redis: ArqRedis, event_id: str, action_key: str) -> bool:
+    return bool(await redis.hexists(EVENT_PREFIX + event_id, "sending:" + action_key))
+
+
+async def dead_letters(redis: ArqRedis, limit: int = 1000) -> list[tuple[str, str, float]]:
+    """(event id, action key, when it was given up on), newest first."""
+    members = await redis.zrevrange(DEAD_KEY, 0, limit - 1, withscores=True)
+    return [(*m.decode().split("|", 1), score) for m, score in members]
+
+
+async def forget_dead(redis: ArqRedis, event_id: str, action_key: str) -> bool:
+    return bool(await redis.zrem(DEAD_KEY, f"{event_id}|{action_key}"))
 
 
 async def action_outcome(redis: ArqRedis, event_id: str, action_key: str) -> dict[str, Any] | None:
@@ -155,8 +186,9 @@ async def action_outcome(redis: ArqRedis, event_id: str, action_key: str) -> dic
     return json.loads(raw) if raw else None
 
 
-async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, ttl_s: int) -> bool:
-    """One job per planned action; its id (event:rule:n) makes a second enqueue a no-op."""
+async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, ttl_s: int, replay: int = 0) -> bool:
+    """One job per planned action; its id (event:rule:n) makes a second enqueue a no-op. A
+    replay of a dead letter gets a job id of its own (…:replay:<n>)."""
     job = await redis.enqueue_job(
         "run_action",
         event_id,
@@ -164,7 +196,8 @@ async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, 
         action.index,
         action.action,
         action.request.to_dict() if action.request else None,
-        _job_id=f"{event_id}:{action.key}",
+        replay,
+        _job_id=f"{event_id}:{action.key}" + (f":replay:{replay}" if replay else ""),
         _expires=ttl_s,
     )
     return job is not None

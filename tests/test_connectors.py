@@ -217,7 +217,7 @@ def test_waiting_for_a_rate_limit_turn_does_not_use_up_tries(redis_url: str, san
 
     from engine.config import load_settings
     from engine.store import connect
-    from workers.jobs import run_action
+    from workers.action_job import run_action
 
     base = targets_for(sandbox)
     slow = Connector("sdp", base_url=base.sdp.base_url, oauth=base.sdp.oauth, limits=Limits(max_concurrent=5, per_second=0.2, burst=1))
@@ -263,7 +263,7 @@ def test_waiting_is_bounded_by_time(redis_url: str, sandbox: Running) -> None:
 
     from engine.config import load_settings
     from engine.store import connect
-    from workers.jobs import run_action
+    from workers.action_job import run_action
 
     base = targets_for(sandbox)
     slow = Connector("sdp", base_url=base.sdp.base_url, oauth=base.sdp.oauth, limits=Limits(max_concurrent=5, per_second=0.2, burst=1))
@@ -287,7 +287,7 @@ def test_waiting_is_bounded_by_time(redis_url: str, sandbox: Running) -> None:
 
     assert asyncio.run(scenario()) == "failed"
     recorded = json.loads(redis.Redis.from_url(with_db(redis_url, DB)).hget("hookrules:event:evt_wait", "action:r:1"))
-    assert recorded["error"].startswith("gave up after waiting 0.001 s: sdp rate limit")
+    assert recorded["error"].startswith("gave up after 0.001 s: sdp rate limit")
     assert recorded["attempts"] == 0
 
 

@@ -14,28 +14,22 @@ from typing import Any
 from arq import Retry
 
 from engine import store
+from engine.actions import ActionError
+from engine.changes import merge
+from engine.dates import normalise_dates
 from engine.decide import decide
 from engine.fetching import fetch_for_event
-from engine.changes import merge
-from engine.actions import ActionError
-from engine.dates import normalise_dates
 from engine.intake import event_id_for
-from engine.models import Decision, Entity, Event, PlannedAction, Request
-from engine.sending import ReadError, SendResult
+from engine.models import Decision, Entity, Event, PlannedAction
+from engine.sending import ReadError
 from engine.templates import TemplateError, render_tree
+from workers.action_job import backoff_s
 
 log = logging.getLogger("hookrules.worker")
 # How long an event waits for an earlier event of the same entity before it is decided anyway
 # (that earlier one's worker died and arq has not run it again yet).
 ORDER_WAIT_S = 120.0
 SCAN_TRIES = 3  # a scan whose list cannot be read is tried again this often, then waits for the next tick
-
-
-def backoff_s(job_try: int, retry_after_s: float | None) -> float:
-    """Exponential, with jitter so a burst of failures does not come back as one burst, and
-    never sooner than the target asked for with Retry-After."""
-    delay = min(300.0, 2.0 ** (job_try - 1)) * random.uniform(0.5, 1.5)
-    return max(delay, retry_after_s or 0.0)
 
 
 async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict[str, Any]:
@@ -88,50 +82,6 @@ async def _record_unsent(redis: Any, event_id: str, action: PlannedAction, outco
             "at": time.time(),
         },
     )
-
-
-async def run_action(
-    ctx: dict[str, Any],
-    event_id: str,
-    rule_id: str,
-    index: int,
-    action_name: str,
-    request_data: dict[str, Any],
-) -> str:
-    settings = ctx["settings"]
-    key = f"{rule_id}:{index}"
-    previous = await store.action_outcome(ctx["redis"], event_id, key) or {}
-    first_at = previous.get("first_at") or time.time()
-    try:
-        result = await ctx["sender"].send(Request.from_dict(request_data))
-    except Exception as exc:  # a defect of ours: record it rather than lose the action silently
-        log.exception("action %s:%s: sending failed unexpectedly", event_id, key)
-        result = SendResult("failed", None, "", error=f"internal error: {type(exc).__name__}: {exc}", sent=False)
-    # Attempts count requests that reached the system. Waiting for a rate-limit turn or a
-    # token is not an attempt: a burst of actions queued behind a 5/s limit must not use up
-    # HOOKRULES_MAX_TRIES before they are ever sent. Waiting is bounded by time instead.
-    attempts = previous.get("attempts", 0) + (1 if result.sent else 0)
-    outcome, error = {"done": "done", "failed": "failed", "retry": "retrying"}[result.outcome], result.error
-    if outcome == "retrying" and attempts >= settings.max_tries:
-        outcome = "failed"
-    elif outcome == "retrying" and time.time() - first_at > settings.action_max_wait_s:
-        outcome, error = "failed", f"gave up after waiting {settings.action_max_wait_s:g} s: {error}"
-    record = {
-        "action": action_name,
-        "outcome": outcome,
-        "request": request_data,
-        **{k: v for k, v in result.to_dict().items() if k not in ("outcome", "sent")},
-        "error": error,
-        "attempts": attempts,
-        "first_at": first_at,
-        "at": time.time(),
-    }
-    await store.record_outcome(ctx["redis"], event_id, key, record)
-    log.info("action %s:%s %s (HTTP %s, attempt %d)", event_id, key, outcome, result.http_status, attempts)
-    if outcome == "retrying":
-        delay = backoff_s(attempts, result.retry_after_s) if result.sent else (result.retry_after_s or 1.0)
-        raise Retry(defer=delay)
-    return outcome
 
 
 async def scan_rule(ctx: dict[str, Any], rule_id: str, tick: float) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from engine.reload import RulesReloader
 from engine.schedule import due_tick, scan_job_id
 from engine.rules import Ruleset
 from engine.sending import SEND_DEADLINE_S, Sender
-from workers.jobs import process_event, run_action, scan_rule
+from workers.action_job import run_action
+from workers.jobs import process_event, scan_rule
 
 log = logging.getLogger("hookrules.worker")
 SCHEDULE_POLL_S = 5.0
