@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine import store
+from engine import deadletters, store
 from engine.config import Settings, Targets
 from engine.intake import Rejected, to_event
 from engine.oauth import oauth_status
@@ -106,6 +107,9 @@ async def health_report(redis: Any, rules: RulesReloader, settings: Settings, no
         report["redis"] = {"reachable": True}
         report["queue"] = {"depth": depth}
         report["connectors"] = await connectors_status(redis, settings.targets)
+        report["dead_letters"] = await store.dead_count(redis)
+        report["loops"] = await store.recent_loops(redis, now - 24 * 3600)
+        report["warnings"] += [f"rule {loop['rule']} was stopped as a loop on {loop['entity']}" for loop in report["loops"]]
         scheduled = [rule for rule in ruleset.rules if rule.schedule]
         scans = await store.last_scans(redis, [rule.id for rule in scheduled])
         report["schedules"] = {rule.id: {"schedule": rule.schedule, "last_scan": scans[rule.id]} for rule in scheduled}
@@ -172,6 +176,38 @@ async def show_event(request: Request) -> JSONResponse:
     return JSONResponse(record)
 
 
+def admin_refusal(request: Request) -> JSONResponse | None:
+    """The admin API wants `Authorization: Bearer <HOOKRULES_ADMIN_TOKEN>`; None when given."""
+    token = request.app.state.settings.admin_token
+    if token is None:
+        return _error(403, "the admin API is off: set HOOKRULES_ADMIN_TOKEN to use it")
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return _error(401, "send Authorization: Bearer <HOOKRULES_ADMIN_TOKEN>")
+    return None
+
+
+async def dead_letters(request: Request) -> JSONResponse:
+    if (refused := admin_refusal(request)) is not None:
+        return refused
+    redis = request.app.state.redis
+    letter_id = request.path_params.get("letter_id")
+    try:
+        if letter_id is None:
+            return JSONResponse({"dead_letters": await deadletters.list_letters(redis)})
+        if request.method == "GET":
+            return JSONResponse(await deadletters.show(redis, letter_id))
+        if request.method == "DELETE":
+            await deadletters.purge(redis, letter_id)
+            return JSONResponse({"purged": letter_id})
+        job_id = await deadletters.replay(redis, letter_id)
+        return JSONResponse({"replaying": letter_id, "job_id": job_id}, status_code=202)
+    except deadletters.NotDead as exc:
+        return _error(404, str(exc))
+    except (RedisError, OSError) as exc:
+        return _redis_down(exc)
+
+
 def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -188,6 +224,9 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
             Route("/hooks/{source}", receive_hook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/events/{event_id}", show_event, methods=["GET"]),
+            Route("/admin/dead-letters", dead_letters, methods=["GET"]),
+            Route("/admin/dead-letters/{letter_id}", dead_letters, methods=["GET", "DELETE"]),
+            Route("/admin/dead-letters/{letter_id}/replay", dead_letters, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

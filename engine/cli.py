@@ -151,6 +151,49 @@ def command_try(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_dead(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from engine import deadletters, store
+
+    settings, _ = load()
+    url = need_redis(settings)
+
+    async def act() -> int:
+        redis = store.connect(url)
+        try:
+            if args.action == "list":
+                letters = await deadletters.list_letters(redis)
+                for letter in letters:
+                    print(f"{letter['id']}  {letter['action']}  HTTP {letter['http_status']}  {letter['error']}")
+                print(f"{len(letters)} dead letter(s)")
+                return 0
+            ids = [x["id"] for x in await deadletters.list_letters(redis)] if args.all else args.ids
+            if not ids:
+                raise Fatal("name the dead letters (ids from `hookrules dead list`) or give --all", 2)
+            for letter_id in ids:
+                if args.action == "show":
+                    print(json.dumps(await deadletters.show(redis, letter_id), indent=2))
+                elif args.action == "replay":
+                    await deadletters.replay(redis, letter_id)
+                    print(f"replaying {letter_id}: see GET /events/{letter_id.split(':', 1)[0]}")
+                else:
+                    await deadletters.purge(redis, letter_id)
+                    print(f"purged {letter_id}")
+            return 0
+        except deadletters.NotDead as exc:
+            raise Fatal(str(exc)) from None
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(act())
+    except (OSError, RedisError) as exc:
+        raise Fatal(f"Redis at REDIS_URL is unreachable: {exc}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hookrules", description="Webhook-driven automation rules for ServiceDesk Plus and Zoho Projects.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,6 +212,11 @@ def parser() -> argparse.ArgumentParser:
     dry.add_argument("--event-type", help="the event type (default: <kind>.updated)")
     dry.add_argument("--fetched", help="a JSON file with the replies for the rules' fetch, by name")
     dry.set_defaults(run=command_try)
+    dead = commands.add_parser("dead", help="dead letters: actions given up on (list, show, replay, purge)")
+    dead.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dead.add_argument("ids", nargs="*", help="dead letter ids, as `hookrules dead list` prints them")
+    dead.add_argument("--all", action="store_true", help="every dead letter")
+    dead.set_defaults(run=command_dead)
     sandbox = commands.add_parser("sandbox", help="run a local emulator of the ServiceDesk Plus and Zoho Projects APIs")
     sandbox.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     sandbox.set_defaults(run=command_sandbox)

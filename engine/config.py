@@ -102,6 +102,10 @@ class Settings:
     reload_s: float = 2.0  # how often each process looks for rule edits
     action_max_wait_s: float = 3600.0  # an action waiting for a rate-limit turn or a token gives up after this
     schedule_catchup_s: float = 600.0  # a scheduled tick missed while no worker ran is caught up if this recent
+    admin_token: str | None = field(default=None, repr=False)  # for the admin API (dead letters)
+    echo_window_s: int = 300  # how long our own write is remembered, to recognise its echo
+    loop_limit: int = 5  # a rule acting on one entity more often than this within loop_window_s is stopped
+    loop_window_s: int = 600
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -184,6 +188,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reload_s=_number(env, "HOOKRULES_RELOAD_INTERVAL", 2.0),
         action_max_wait_s=_number(env, "HOOKRULES_ACTION_MAX_WAIT", 3600.0),
         schedule_catchup_s=_number(env, "HOOKRULES_SCHEDULE_CATCHUP", 600.0),
+        admin_token=env.get("HOOKRULES_ADMIN_TOKEN") or None,
+        echo_window_s=int(_number(env, "HOOKRULES_ECHO_WINDOW", 300, int)),
+        loop_limit=int(_number(env, "HOOKRULES_LOOP_LIMIT", 5, int)),
+        loop_window_s=int(_number(env, "HOOKRULES_LOOP_WINDOW", 600, int)),
         warnings=warnings,
     )
 

@@ -44,16 +44,21 @@ def decide(
     ruleset: Ruleset,
     now: float,
     fetched: Mapping[str, Mapping[str, Any] | str] | None = None,
+    echo: bool = False,
 ) -> Decision:
     """Every rule that listens to the event, matched or not, and the requests the matches plan.
     `fetched` holds, per rule id, the replies of that rule's `fetch` by name, or the text of
-    the error that stopped them; the worker does that I/O before it calls decide()."""
+    the error that stopped them; the worker does that I/O before it calls decide(). `echo`:
+    the event only brings back hookrules' own write; rules skip it unless `on.echoes`."""
     context = rule_context(event, previous, now)
     results: list[RuleResult] = []
     actions: list[PlannedAction] = []
     shadowed: list[PlannedAction] = []
     for rule in ruleset.rules:
         if rule.mode == "off" or not rule.listens_to(event):
+            continue
+        if echo and not rule.echoes:
+            results.append(RuleResult(rule.id, rule.mode, matched=False, skipped="an echo of hookrules' own write"))
             continue
         reads = (fetched or {}).get(rule.id, {}) if rule.fetches else {}
         if isinstance(reads, str):

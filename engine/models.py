@@ -96,7 +96,8 @@ class RuleResult:
     rule_id: str
     mode: str  # on | shadow
     matched: bool
-    error: str | None = None  # the condition could not be evaluated
+    error: str | None = None  # the condition could not be evaluated, a fetch failed, or a loop was stopped
+    skipped: str | None = None  # why the rule was not asked at all (an echo of our own write)
 
 
 @dataclass(frozen=True)

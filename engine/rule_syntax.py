@@ -2,7 +2,7 @@
 
     id: close-finished-milestone            letters, digits, . - _
     description: ...
-    on: {source: sdp, event: "milestone.*"}  or  on: {schedule: "*/15 * * * *", fetch: {<list action>: {...}}}
+    on: {source: sdp, event: "milestone.*", echoes: false}  or  on: {schedule: "*/15 * * * *", fetch: {<list action>: {...}}}
     fetch: {name: {<read action>: {...}}}     optional; replies under fetched.<name>
     when: <JSONLogic>                         optional
     then: [{<action>: {...}}, ...]
@@ -94,8 +94,10 @@ def parse_on(raw: dict, problems: Problems) -> tuple[tuple[str, ...], tuple[str,
         problems.add(line, "'on' needs a source and an event, e.g. on: {source: sdp, event: 'milestone.*'}, "
                            "or a schedule, e.g. on: {schedule: '0 * * * *', fetch: {sdp.milestones.list: {project_id: '1'}}}")
         return (), (), None, None
-    for key in sorted(set(on) - {"source", "event"}, key=str):
-        problems.add(line, f"unknown key 'on.{key}'; 'on' has source and event (or schedule and fetch)")
+    for key in sorted(set(on) - {"source", "event", "echoes"}, key=str):
+        problems.add(line, f"unknown key 'on.{key}'; 'on' has source, event and echoes (or schedule and fetch)")
+    if not isinstance(on.get("echoes", False), bool):
+        problems.add(line, "on.echoes must be true or false")
     try:
         return _globs(on["source"], "source"), _globs(on["event"], "event"), None, None
     except ValueError as exc:
@@ -210,6 +212,7 @@ def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:
         condition=parse_condition(raw, problems), actions=parse_actions(raw, problems), mode=mode, file=file, line=line,
         fetches=parse_fetches(raw, problems), schedule=schedule, scan=scan,
         examples=tuple(yamlfile.with_lines(raw.get("examples") or [])),
+        echoes=isinstance(raw.get("on"), dict) and raw["on"].get("echoes") is True,
     )
     if not problems.any:
         check_names(rule, raw, problems)

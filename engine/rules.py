@@ -38,6 +38,7 @@ class Rule:
     schedule: str | None = None
     scan: ActionTemplate | None = None
     examples: tuple[dict[str, Any], ...] = ()  # see examples.py; each has its "line"
+    echoes: bool = False  # also fire on the echo of hookrules' own write (see echo.py)
 
     def listens_to(self, event: Event) -> bool:
         if self.schedule is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.actions import ActionError, ActionSpec, digits, flag, literal_check
 from engine.dates import to_millis
+from engine.echo import holds
 from engine.models import Request
 
 if TYPE_CHECKING:
@@ -161,25 +162,13 @@ def read_reply(status: int, body: Any) -> str | None:
     return " | ".join(messages)
 
 
-def _same(written: Any, current: Any) -> bool:
-    """Does the milestone's current value already hold what we wrote?"""
-    if isinstance(written, Mapping):
-        if not isinstance(current, Mapping):
-            return False
-        if "value" in written:  # a date: {"value": "<ms>"}
-            return str(current.get("value")) == str(written["value"])
-        # A reference: the id when we wrote one, else the name.
-        return all(str(current.get(k)) == str(v) for k, v in written.items() if k in ("id", "name"))
-    return current == written
-
-
 def already_applied(request: Request, reply_body: Any) -> bool:
     """For an update: does the milestone as read back already carry every field it writes?"""
     milestone = reply_body.get("milestone") if isinstance(reply_body, dict) else None
     if not isinstance(milestone, dict) or not request.form:
         return False
     fields = json.loads(request.form["input_data"])["milestone"]
-    return all(_same(value, milestone.get(name)) for name, value in fields.items())
+    return all(holds(value, milestone.get(name)) for name, value in fields.items())
 
 
 def has_more_rows(body: Any) -> bool:

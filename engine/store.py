@@ -27,6 +27,9 @@ EVENT_PREFIX = "hookrules:event:"
 SNAPSHOT_PREFIX = "hookrules:snapshot:"
 ORDER_PREFIX = "hookrules:order:"
 SCAN_PREFIX = "hookrules:scan:"
+ECHO_PREFIX = "hookrules:echo:"  # per entity: the fields our last write set, for a few minutes
+FIRES_PREFIX = "hookrules:fires:"  # per rule and entity: how often it acted in the loop window
+LOOPS_KEY = "hookrules:loops"  # rules stopped as loops: "rule|entity" scored by when
 DEAD_KEY = "hookrules:dead"  # actions given up on: "event id|rule:n" scored by when  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
@@ -177,6 +180,10 @@ async def dead_letters(redis: ArqRedis, limit: int = 1000) -> list[tuple[str, st
     return [(*m.decode().split("|", 1), score) for m, score in members]
 
 
+async def dead_count(redis: ArqRedis) -> int:
+    return int(await redis.zcard(DEAD_KEY))
+
+
 async def forget_dead(redis: ArqRedis, event_id: str, action_key: str) -> bool:
     return bool(await redis.zrem(DEAD_KEY, f"{event_id}|{action_key}"))
 
@@ -245,3 +252,38 @@ async def last_scans(redis: ArqRedis, rule_ids: list[str]) -> dict[str, Any]:
         return {}
     raw = await redis.mget([SCAN_PREFIX + rule_id for rule_id in rule_ids])
     return {rule_id: json.loads(value) if value else None for rule_id, value in zip(rule_ids, raw)}
+
+
+async def remember_write(redis: ArqRedis, source: str, kind: str, entity_id: str, fields: dict[str, Any], window_s: int) -> None:
+    key = f"{ECHO_PREFIX}{source}:{kind}:{entity_id}"
+    await redis.set(key, json.dumps({"fields": fields, "at": time.time()}), ex=window_s)
+
+
+async def recent_write(redis: ArqRedis, event: Event) -> dict[str, Any] | None:
+    """The fields our last write to this entity set, if that write is recent."""
+    raw = await redis.get(ECHO_PREFIX + entity_key(event))
+    return json.loads(raw)["fields"] if raw else None
+
+
+async def forget_write(redis: ArqRedis, event: Event) -> None:
+    """Its echo has come: the next event of this entity is news again."""
+    await redis.delete(ECHO_PREFIX + entity_key(event))
+
+
+async def count_fire(redis: ArqRedis, rule_id: str, event: Event, window_s: int) -> int:
+    """How often this rule has acted on this entity within the window, this time included."""
+    key = f"{FIRES_PREFIX}{rule_id}:{entity_key(event)}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window_s, nx=True)
+        count, _ = await pipe.execute()
+    return int(count)
+
+
+async def record_loop(redis: ArqRedis, rule_id: str, event: Event) -> None:
+    await redis.zadd(LOOPS_KEY, {f"{rule_id}|{entity_key(event)}": time.time()})
+
+
+async def recent_loops(redis: ArqRedis, since: float) -> list[dict[str, Any]]:
+    members = await redis.zrangebyscore(LOOPS_KEY, since, "+inf", withscores=True)
+    return [{"rule": m.decode().split("|", 1)[0], "entity": m.decode().split("|", 1)[1], "at": at} for m, at in members]

@@ -21,6 +21,7 @@ from arq import Retry
 
 from engine import store
 from engine.config import Settings
+from engine.echo import written
 from engine.models import Request
 from engine.sending import SendResult
 
@@ -101,6 +102,10 @@ async def run_action(
         "at": time.time(),
     }
     await store.record_outcome(ctx["redis"], event_id, key, record)
+    if outcome == "done" and (write := written(request)) is not None:
+        # Remember it, so the webhook that brings it back is known as our own echo.
+        kind, entity_id, fields = write
+        await store.remember_write(ctx["redis"], request.connector or "", kind, entity_id, fields, settings.echo_window_s)
     log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event_id, key, outcome, result.http_status, attempts,
              f": {error}" if outcome == "failed" else "")
     if outcome == "retrying":

@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 from arq import Retry
 
 from engine import store
 from engine.actions import ActionError
-from engine.changes import merge
+from engine.changes import diff, merge
+from engine.config import Settings
 from engine.dates import normalise_dates
 from engine.decide import decide
+from engine.echo import is_echo
 from engine.fetching import fetch_for_event
 from engine.intake import event_id_for
 from engine.models import Decision, Entity, Event, PlannedAction
@@ -42,17 +45,48 @@ async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict
         log.warning("event %s: an earlier event of %s is stuck; deciding this one anyway", event.id, store.entity_key(event))
     try:
         previous = await store.previous_state(redis, event)
+        current = merge(previous, event.entity.data)
+        echo = await _is_echo(redis, event, previous, current)
         ruleset, now = ctx["rules"].ruleset, time.time()
         fetched = await fetch_for_event(ctx["sender"], ruleset, event, previous, now)
-        decision = decide(event, previous, ruleset, now, fetched)
+        decision = decide(event, previous, ruleset, now, fetched, echo=echo)
+        decision = await _stop_loops(redis, ctx["settings"], event, decision)
         await store.record_decision(redis, decision)
-        await store.save_snapshot(redis, event, merge(previous, event.entity.data))
+        await store.save_snapshot(redis, event, current)
     finally:
         await store.end_turn(redis, event)
     queued = await _dispatch(redis, ctx["settings"], decision)
     matched = [r.rule_id for r in decision.results if r.matched]
     log.info("event %s (%s %s): matched %s, %d action(s) queued", event.id, event.source, event.type, matched, queued)
     return {"matched": matched, "queued": queued}
+
+
+async def _is_echo(redis: Any, event: Event, previous: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    written = await store.recent_write(redis, event)
+    if written is None or not is_echo(written, current, diff(previous, current)):
+        return False
+    await store.forget_write(redis, event)
+    log.info("event %s: the echo of hookrules' own write to %s", event.id, store.entity_key(event))
+    return True
+
+
+async def _stop_loops(redis: Any, settings: Settings, event: Event, decision: Decision) -> Decision:
+    """A rule acting on one entity more than HOOKRULES_LOOP_LIMIT times in the window is
+    stopped for this event, recorded as a loop, and shown in /health."""
+    acting = sorted({a.rule_id for a in decision.actions})
+    stopped: dict[str, str] = {}
+    for rule_id in acting:
+        count = await store.count_fire(redis, rule_id, event, settings.loop_window_s)
+        if count > settings.loop_limit:
+            stopped[rule_id] = (f"stopped as a loop: it acted on {event.entity.kind} {event.entity.id} {count} times "
+                                f"within {settings.loop_window_s} s (HOOKRULES_LOOP_LIMIT={settings.loop_limit})")
+            await store.record_loop(redis, rule_id, event)
+            log.warning("rule %s: %s", rule_id, stopped[rule_id])
+    if not stopped:
+        return decision
+    results = [replace(r, error=stopped[r.rule_id]) if r.rule_id in stopped else r for r in decision.results]
+    actions = [a for a in decision.actions if a.rule_id not in stopped]
+    return replace(decision, results=results, actions=actions)
 
 
 async def _dispatch(redis: Any, settings: Any, decision: Decision) -> int:
@@ -115,3 +149,28 @@ async def scan_rule(ctx: dict[str, Any], rule_id: str, tick: float) -> dict[str,
     await store.record_scan(redis, rule_id, {"tick": tick, "items": len(items), "queued": queued, "error": None})
     log.info("scan %s at %s: %d %s(s), %d queued", rule_id, int(tick), len(items), kind, queued)
     return {"items": len(items), "queued": queued}
+
+
+async def replay_action(ctx: dict[str, Any], event_id: str, action_key: str) -> str:
+    """A dead letter asked to be replayed: decide its event again with the rules as they are
+    now (the fix) and queue that one action afresh."""
+    redis, ruleset = ctx["redis"], ctx["rules"].ruleset
+    record = await store.event_record(redis, event_id)
+    if record is None:
+        return "the event has expired"
+    event = Event.from_dict(record["event"])
+    previous = await store.previous_state(redis, event)
+    now = time.time()
+    fetched = await fetch_for_event(ctx["sender"], ruleset, event, previous, now)
+    decision = decide(event, previous, ruleset, now, fetched)
+    planned = next((a for a in decision.actions if a.key == action_key), None)
+    if planned is None or planned.request is None:
+        reason = planned.error if planned else "the rule no longer plans this action for this event"
+        await store.record_outcome(redis, event_id, action_key, {
+            **(record["actions"].get(action_key) or {}), "outcome": "failed", "error": f"replay: {reason}", "at": now})
+        log.warning("replay %s:%s: %s", event_id, action_key, reason)
+        return reason
+    replays = (record["actions"].get(action_key) or {}).get("replay", 0) + 1
+    await store.enqueue_action(redis, event_id, planned, ctx["settings"].event_ttl_s, replay=replays)
+    log.info("replay %s:%s queued (replay %d)", event_id, action_key, replays)
+    return "queued"

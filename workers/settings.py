@@ -27,7 +27,7 @@ from engine.schedule import due_tick, scan_job_id
 from engine.rules import Ruleset
 from engine.sending import SEND_DEADLINE_S, Sender
 from workers.action_job import run_action
-from workers.jobs import process_event, scan_rule
+from workers.jobs import process_event, replay_action, scan_rule
 
 log = logging.getLogger("hookrules.worker")
 SCHEDULE_POLL_S = 5.0
@@ -87,7 +87,8 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
         # process_event's result would hold the whole event again for as long as results are
         # kept; the event record already guards against resends, so an hour is plenty.
         # scan_rule's result marks its tick as done: kept well past the catch-up window.
-        "functions": [func(process_event, keep_result=3600), run_action, func(scan_rule, keep_result=2 * 24 * 3600)],
+        "functions": [func(process_event, keep_result=3600), run_action, func(scan_rule, keep_result=2 * 24 * 3600),
+                      replay_action],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": store.job_serializer,
         "job_deserializer": store.job_deserializer,
