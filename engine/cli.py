@@ -68,12 +68,12 @@ def command_api(args: argparse.Namespace) -> int:
 
 
 def command_worker(args: argparse.Namespace) -> int:
-    from workers.settings import build_worker
+    from workers.settings import run_worker
 
     settings, ruleset = load()
     need_redis(settings)
     logging.getLogger("hookrules").info("worker starting with %d rule(s), version %s", len(ruleset.rules), ruleset.version)
-    build_worker(settings, ruleset).run()
+    run_worker(settings, ruleset)
     return 0
 
 

@@ -29,10 +29,10 @@ log = logging.getLogger("hookrules.worker")
 HISTORY = 20  # attempts kept on the record, newest last
 
 
-def backoff_s(attempt: int, retry_after_s: float | None) -> float:
+def backoff_s(attempt: int, retry_after_s: float | None, base_s: float = 1.0) -> float:
     """Exponential, with jitter so a burst of failures does not come back as one burst, and
     never sooner than the target asked for with Retry-After."""
-    delay = min(300.0, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+    delay = min(300.0, base_s * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.5)
     return max(delay, retry_after_s or 0.0)
 
 
@@ -109,6 +109,6 @@ async def run_action(
     log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event_id, key, outcome, result.http_status, attempts,
              f": {error}" if outcome == "failed" else "")
     if outcome == "retrying":
-        delay = backoff_s(attempts, result.retry_after_s) if result.sent else (result.retry_after_s or 1.0)
+        delay = backoff_s(attempts, result.retry_after_s, settings.backoff_s) if result.sent else (result.retry_after_s or 1.0)
         raise Retry(defer=delay)
     return outcome

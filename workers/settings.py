@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+from dataclasses import replace
 import time
 from typing import Any
 
@@ -19,13 +20,14 @@ import httpx
 from arq import Worker
 from arq.worker import func
 from arq.connections import RedisSettings
+from redis.exceptions import RedisError
 
 from engine import store
 from engine.config import Settings
 from engine.reload import RulesReloader
 from engine.schedule import due_tick, scan_job_id
 from engine.rules import Ruleset
-from engine.sending import SEND_DEADLINE_S, Sender
+from engine.sending import Sender
 from workers.action_job import run_action
 from workers.jobs import process_event, replay_action, scan_rule
 
@@ -66,7 +68,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     # As many kept-alive connections as jobs at once: a new TLS handshake per action is slow.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.worker_max_jobs)
     ctx["http"] = httpx.AsyncClient(follow_redirects=False, limits=limits)
-    ctx["sender"] = Sender.create(ctx["redis"], ctx["http"], settings.targets)
+    ctx["sender"] = replace(Sender.create(ctx["redis"], ctx["http"], settings.targets), deadline_s=send_deadline(settings))
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
     ctx["rule_watcher"] = asyncio.create_task(ctx["rules"].watch(settings.reload_s))
     ctx["scheduler"] = asyncio.create_task(_schedule(ctx))
@@ -102,9 +104,13 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
         # HOOKRULES_ACTION_MAX_WAIT (time spent waiting); arq's own count includes every
         # deferral, so it must never be what stops a job.
         "max_tries": 1_000_000,
-        # Longer than a send may take (sending.SEND_DEADLINE_S), so a job is never cut off
-        # by arq with nothing recorded.
-        "job_timeout": int(SEND_DEADLINE_S + 60),
+        # Longer than a send may take (see send_deadline), so a job is never cut off by arq
+        # with nothing recorded. It also bounds how soon a job whose worker was killed is
+        # picked up again: arq hands it back after job_timeout + 10 s.
+        "job_timeout": settings.job_timeout_s,
+        # On SIGTERM: stop taking jobs, let running ones finish this long, then cancel them;
+        # a cancelled job stays queued and another worker (or this one, restarted) runs it.
+        "job_completion_wait": settings.shutdown_wait_s,
         # Results double as the "already done" mark for action jobs (job id event:rule:n):
         # keep them as long as the event record.
         "keep_result": settings.event_ttl_s,
@@ -119,6 +125,25 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
     }
 
 
+def send_deadline(settings: Settings) -> float:
+    """A send (waits, pages, requests) ends well before arq's job timeout."""
+    return max(5.0, settings.job_timeout_s * 0.8)
+
+
 def build_worker(settings: Settings, ruleset: Ruleset) -> Worker:
     return Worker(**worker_options(settings, ruleset))
+
+
+def run_worker(settings: Settings, ruleset: Ruleset) -> None:
+    """Run until a signal stops the worker. When Redis goes away arq's loop ends with an error:
+    start a fresh worker after a pause, until Redis is back. Queued jobs wait in Redis."""
+    pause = 1.0
+    while True:
+        try:
+            build_worker(settings, ruleset).run()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("Redis is unreachable (%s); the worker starts again in %.0f s", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
