@@ -106,7 +106,7 @@ class Settings:
     echo_window_s: int = 300  # how long our own write is remembered, to recognise its echo
     loop_limit: int = 5  # a rule acting on one entity more often than this within loop_window_s is stopped
     loop_window_s: int = 600
-    job_timeout_s: int = 300  # a job running longer is cancelled (and tried again); a send stops before
+    job_timeout_s: int = 120  # a job running longer is cancelled (and tried again); a send stops before
     shutdown_wait_s: int = 20  # on SIGTERM a worker finishes running jobs this long, then hands them back
     backoff_s: float = 1.0  # the first retry's delay; each next one doubles (with jitter), at most 5 minutes
     warnings: tuple[str, ...] = field(default_factory=tuple)
@@ -195,7 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         echo_window_s=int(_number(env, "HOOKRULES_ECHO_WINDOW", 300, int)),
         loop_limit=int(_number(env, "HOOKRULES_LOOP_LIMIT", 5, int)),
         loop_window_s=int(_number(env, "HOOKRULES_LOOP_WINDOW", 600, int)),
-        job_timeout_s=int(_number(env, "HOOKRULES_JOB_TIMEOUT", 300, int)),
+        job_timeout_s=int(_number(env, "HOOKRULES_JOB_TIMEOUT", 120, int)),
         shutdown_wait_s=int(_number(env, "HOOKRULES_SHUTDOWN_WAIT", 20, int)),
         backoff_s=_number(env, "HOOKRULES_BACKOFF", 1.0),
         warnings=warnings,

@@ -20,6 +20,7 @@ import httpx
 from arq import Worker
 from arq.worker import func
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
 from engine import store
@@ -63,7 +64,16 @@ async def _schedule(ctx: dict[str, Any]) -> None:
         await asyncio.sleep(SCHEDULE_POLL_S)
 
 
+async def _hand_back(ctx: dict[str, Any]) -> None:
+    """Jobs this process was running when Redis went away: let any worker take them now."""
+    abandoned = ctx.get("abandoned") or []
+    if abandoned:
+        await ctx["redis"].delete(*(in_progress_key_prefix + job_id for job_id in abandoned))
+        log.info("handed back %d job(s) interrupted by the Redis outage", len(abandoned))
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
+    await _hand_back(ctx)
     settings: Settings = ctx["settings"]
     # As many kept-alive connections as jobs at once: a new TLS handshake per action is slow.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.worker_max_jobs)
@@ -136,13 +146,18 @@ def build_worker(settings: Settings, ruleset: Ruleset) -> Worker:
 
 def run_worker(settings: Settings, ruleset: Ruleset) -> None:
     """Run until a signal stops the worker. When Redis goes away arq's loop ends with an error:
-    start a fresh worker after a pause, until Redis is back. Queued jobs wait in Redis."""
-    pause = 1.0
+    start a fresh worker after a pause, until Redis is back. Queued jobs wait in Redis; the
+    jobs that were running are handed back at once (their in-progress marks removed) instead
+    of waiting out arq's job timeout."""
+    pause, abandoned = 1.0, []
     while True:
+        worker = build_worker(settings, ruleset)
+        worker.ctx["abandoned"] = abandoned
         try:
-            build_worker(settings, ruleset).run()
+            worker.run()
             return
         except (RedisError, OSError) as exc:
+            abandoned = list(worker.tasks)
             log.warning("Redis is unreachable (%s); the worker starts again in %.0f s", exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 30.0)

@@ -1,0 +1,147 @@
+"""The heavy fault tests: a worker SIGKILLed mid-stream, and Redis restarted mid-stream.
+Bounded in count and time, loopback only; every process and server is stopped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from conftest import SECRET, base_env, free_port, run_service, wait_until
+from engine.embedded_redis import start_embedded
+from faults import PROJECT, TOKEN, counted_sandbox, fault_service, milestone_body
+from stand_in import StandIn
+
+EVENTS = 2000
+CLOSE_RULE = """\
+id: close-each
+on: {source: sdp, event: "milestone.*"}
+then:
+  - sdp.milestones.update:
+      project_id: "{{ milestone.project.id }}"
+      milestone_id: "{{ milestone.id }}"
+      fields: {title: "{{ milestone.title }} done"}
+"""
+
+
+def add_milestones(url: str, count: int) -> list[str]:
+    headers = {"Accept": "application/vnd.manageengine.sdp.v3+json", "Authorization": f"Zoho-oauthtoken {TOKEN}"}
+    ids = []
+    with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
+        for n in range(count):
+            reply = client.post(f"/app/itdesk/api/v3/projects/{PROJECT}/milestones",
+                                data={"input_data": f'{{"milestone": {{"title": "m{n}"}}}}'})
+            assert reply.status_code in (200, 201), reply.text
+            ids.append(reply.json()["milestone"]["id"])
+    return ids
+
+
+async def post_all(url: str, bodies: list[bytes], concurrency: int = 20, on_progress=None) -> list[str]:  # noqa: ANN001
+    """Post every body, retrying a 503 after a short pause; the event ids of the 202s."""
+    accepted: list[str] = []
+    queue = list(enumerate(bodies))
+    headers = {"Content-Type": "application/json", "X-Hook-Token": SECRET}
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        while queue:
+            n, body = queue.pop(0)
+            for _ in range(100):
+                try:
+                    reply = await client.post(f"{url}/hooks/sdp", content=body, headers=headers)
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+                    continue
+                if reply.status_code == 202:
+                    accepted.append(reply.json()["event_id"])
+                    break
+                assert reply.status_code == 503, reply.text
+                await asyncio.sleep(0.2)
+            if on_progress:
+                on_progress(len(accepted))
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        await asyncio.gather(*(sender(client) for _ in range(concurrency)))
+    return accepted
+
+
+def test_a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing(redis_url: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "close.yaml").write_text(CLOSE_RULE)
+    with counted_sandbox() as (url, applied):
+        ids = add_milestones(url, EVENTS)
+        service = fault_service(tmp_path, redis_url, 13, url, rules, workers=2, HOOKRULES_JOB_TIMEOUT="5",
+                                HOOKRULES_SDP_RATE="100000", HOOKRULES_SDP_BURST="100000", HOOKRULES_SDP_MAX_CONCURRENT="500")
+        victim = service.processes[2]
+        try:
+            killed = []
+
+            def kill_midway(count: int) -> None:
+                if count >= EVENTS // 3 and not killed:
+                    os.kill(victim.popen.pid, signal.SIGKILL)
+                    killed.append(time.monotonic())
+
+            bodies = [milestone_body(i, title=f"m{n}") for n, i in enumerate(ids)]
+            accepted = asyncio.run(post_all(service.url, bodies, on_progress=kill_midway))
+            assert killed and len(accepted) == EVENTS
+            # The killed worker's jobs come back after arq's job timeout (5 s) + 10 s.
+            assert wait_until(lambda: len(applied.puts) == EVENTS, timeout_s=120, interval_s=0.5), \
+                (len(applied.puts), service.logs()[-3000:])
+            time.sleep(2)  # any late duplicate would arrive now
+            assert set(applied.puts) == set(ids)
+            assert max(applied.puts.values()) == 1, [m for m, n in applied.puts.items() if n > 1]
+            pipe = service.redis.pipeline()
+            for event_id in accepted:
+                pipe.hget(f"hookrules:event:{event_id}", "action:close-each:0")
+            outcomes = [__import__("json").loads(raw)["outcome"] for raw in pipe.execute()]
+            assert outcomes.count("done") == EVENTS
+        finally:
+            for process in service.processes:
+                process.stop()
+
+
+def test_redis_restarted_mid_stream_loses_no_accepted_event(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "valkey"
+    server = start_embedded(data, port=port)
+    servers = [server]
+    with StandIn() as target:
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "notify.yaml").write_text(
+            "id: notify\non: {source: sdp, event: '*'}\nthen:\n"
+            f"  - http.request: {{method: POST, url: '{target.url}/seen/{{{{ milestone.id }}}}'}}\n")
+        env = base_env(REDIS_URL=f"redis://127.0.0.1:{port}/0", HOOKRULES_RULES_DIR=str(rules))
+        service = run_service(tmp_path, env, db=redis.Redis(port=port))
+        try:
+            restarted = []
+
+            def restart_midway(count: int) -> None:
+                if count >= 100 and not restarted:
+                    restarted.append(True)
+                    servers[-1].stop()  # graceful: the append-only file is flushed
+                    time.sleep(1.0)  # webhooks meanwhile get 503 and are sent again
+                    servers.append(start_embedded(data, port=port))
+
+            bodies = [milestone_body(str(1000 + n), title=f"m{n}") for n in range(300)]
+            accepted = asyncio.run(post_all(service.url, bodies, concurrency=5, on_progress=restart_midway))
+            assert restarted and len(accepted) == 300
+            client = redis.Redis(port=port)
+
+            def all_decided() -> bool:
+                pipe = client.pipeline()
+                for event_id in accepted:
+                    pipe.hget(f"hookrules:event:{event_id}", "status")
+                return all(status == b"decided" for status in pipe.execute())
+
+            assert wait_until(all_decided, timeout_s=90, interval_s=0.5), service.logs()[-3000:]
+            assert wait_until(lambda: len({r.path for r in target.requests}) == 300, timeout_s=30)
+        finally:
+            for process in service.processes:
+                process.stop()
+            servers[-1].stop()
