@@ -145,3 +145,33 @@ def test_redis_restarted_mid_stream_loses_no_accepted_event(tmp_path: Path) -> N
             for process in service.processes:
                 process.stop()
             servers[-1].stop()
+
+
+def test_sigterm_lets_a_worker_finish_or_hand_back_its_work(redis_url: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "close.yaml").write_text(CLOSE_RULE)
+    with counted_sandbox() as (url, applied):
+        ids = add_milestones(url, 300)
+        service = fault_service(tmp_path, redis_url, 14, url, rules, workers=2, HOOKRULES_JOB_TIMEOUT="5",
+                                HOOKRULES_SHUTDOWN_WAIT="5", HOOKRULES_SDP_RATE="100000", HOOKRULES_SDP_BURST="100000")
+        leaving = service.processes[2]
+        try:
+            assert wait_until(lambda: "Starting worker for" in leaving.output(), timeout_s=20), leaving.output()
+            stopped = []
+
+            def stop_midway(count: int) -> None:
+                if count >= 100 and not stopped:
+                    leaving.popen.send_signal(signal.SIGTERM)
+                    stopped.append(True)
+
+            bodies = [milestone_body(i, title=f"m{n}") for n, i in enumerate(ids)]
+            accepted = asyncio.run(post_all(service.url, bodies, on_progress=stop_midway))
+            assert leaving.popen.wait(timeout=30) == 0  # a clean exit, within the shutdown wait
+            assert "shutdown on SIGTERM" in leaving.output()
+            assert wait_until(lambda: len(applied.puts) == len(accepted) == 300, timeout_s=60, interval_s=0.5), service.logs()[-3000:]
+            time.sleep(1)
+            assert max(applied.puts.values()) == 1
+        finally:
+            for process in service.processes:
+                process.stop()
