@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))  # `python bench/run.py` puts bench/, not the repo
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from engine.config import Connector, Targets, load_sources  # noqa: E402
+from engine.config import Connector, Targets  # noqa: E402
+from engine.sources import load_sources  # noqa: E402
 from engine.decide import decide, rule_context  # noqa: E402
 from engine.embedded_redis import start_embedded  # noqa: E402
 from engine.intake import to_event  # noqa: E402
@@ -38,6 +39,7 @@ from engine.logic import compile_condition  # noqa: E402
 from engine.rule_files import load_ruleset  # noqa: E402
 
 SECRET = "bench-secret-0000"  # a bench value, not a real credential
+ADMIN_TOKEN = "bench-admin-token"  # a bench value, not a credential
 # Label, worker settings, and whether the run is the big one (--events) or a comparison one.
 # Engine defaults are left unset on purpose: measure what the engine really defaults to.
 PLAN = [
@@ -184,7 +186,8 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKRULES_") and k != "REDIS_URL"}
         env.update(REDIS_URL=self.redis_url, HOOKRULES_PORT=str(self.port), HOOKRULES_SOURCE_SDP_SECRET=SECRET,
                    HOOKRULES_SDP_URL=self.sdp.url + "/app/bench", HOOKRULES_SDP_TOKEN="x", HOOKRULES_HEARTBEAT="1",
-                   HOOKRULES_RULES_DIR=str(ROOT / "rules"), HOOKRULES_SOURCES_FILE=str(ROOT / "sources.yaml"),
+                   HOOKRULES_RULES_DIR=str(ROOT / "rules"), HOOKRULES_SOURCES_FILE=str(ROOT / "bench" / "sources.yaml"),
+                   HOOKRULES_ADMIN_TOKEN=ADMIN_TOKEN,
                    # Limits far above what this machine can send: the figures are the engine's,
                    # with the shared limiter still doing its Redis round trip per request.
                    HOOKRULES_SDP_RATE="100000", HOOKRULES_SDP_BURST="100000", HOOKRULES_SDP_MAX_CONCURRENT="1000", **extra)
@@ -196,7 +199,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                reply = httpx.get(self.api_url + "/health", timeout=2)
+                reply = httpx.get(self.api_url + "/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=2)
                 if reply.status_code == 200 and str(reply.json()["worker"]["worker"]).endswith(f":{worker_pid}"):
                     return True
             except (httpx.HTTPError, ValueError, KeyError, TypeError):

@@ -7,40 +7,21 @@ source, never its secret.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from engine.oauth import OAuthClient
 from engine.ratelimit import Limits
+from engine.sources import IpNetwork, Source, SourceError, load_sources
 
 DEFAULT_MAX_BODY = 1024 * 1024
-SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-SHAPES = ("sdp",)
 
 
 class ConfigError(Exception):
     """A setting or the sources file is wrong; the message says which and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A named sender of webhooks: how it authenticates and where its events sit."""
-
-    name: str
-    # From HOOKRULES_SOURCE_<NAME>_SECRET; None means every request is refused. repr=False
-    # keeps it out of any log line that prints the object.
-    secret: str | None = field(default=None, repr=False)
-    shape: str = "sdp"
-    default_event: str | None = None  # e.g. "{kind}.updated" when the sender names no event
-
-    @property
-    def secret_variable(self) -> str:
-        return secret_variable(self.name)
 
 
 # Per Zoho data centre: the ServiceDesk Plus Cloud host, the Zoho Projects API host and the
@@ -80,6 +61,8 @@ class Targets:
     sdp: Connector = Connector("sdp")
     zoho: Connector = Connector("zoho")
     timeout_s: float = 10.0
+    # Hosts http.request may reach: exact names or addresses, or "*.example.com"; none: none.
+    http_allow_hosts: tuple[str, ...] = ()
 
     def connector(self, name: str) -> Connector:
         return {"sdp": self.sdp, "zoho": self.zoho}[name]
@@ -108,12 +91,10 @@ class Settings:
     loop_window_s: int = 600
     job_timeout_s: int = 120  # a job running longer is cancelled (and tried again); a send stops before
     shutdown_wait_s: int = 20  # on SIGTERM a worker finishes running jobs this long, then hands them back
+    body_timeout_s: float = 10.0  # a webhook body must arrive within this, else 408
+    trusted_proxies: tuple[IpNetwork, ...] = ()  # peers whose X-Forwarded-For names the sender
     backoff_s: float = 1.0  # the first retry's delay; each next one doubles (with jitter), at most 5 minutes
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-def secret_variable(source_name: str) -> str:
-    return "HOOKRULES_SOURCE_" + re.sub(r"[^A-Z0-9]", "_", source_name.upper()) + "_SECRET"
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
@@ -129,43 +110,13 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
     return value
 
 
-def load_sources(path: Path, env: Mapping[str, str]) -> dict[str, Source]:
-    """Read the sources file. A missing file means the built-in default: one `sdp` source."""
-    if not path.exists():
-        raw: object = {"sources": {"sdp": {"shape": "sdp", "default_event": "{kind}.updated"}}}
-    else:
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("sources"), dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'sources:' mapping inside")
-    sources = {}
-    for name, spec in raw["sources"].items():
-        spec = spec or {}
-        if not isinstance(name, str) or not SOURCE_NAME.match(name):
-            raise ConfigError(f"{path}: source name {name!r} must be lower-case letters, digits, '-' or '_'")
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{path}: source {name!r} must be a mapping")
-        unknown = set(spec) - {"shape", "default_event"}
-        if unknown:
-            raise ConfigError(f"{path}: source {name!r} has unknown keys {sorted(unknown)}; allowed: shape, default_event")
-        shape = spec.get("shape", "sdp")
-        if shape not in SHAPES:
-            raise ConfigError(f"{path}: source {name!r} has shape {shape!r}; known shapes: {', '.join(SHAPES)}")
-        sources[name] = Source(
-            name=name,
-            secret=env.get(secret_variable(name)) or None,
-            shape=shape,
-            default_event=spec.get("default_event"),
-        )
-    return sources
-
-
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     sources_file = Path(env.get("HOOKRULES_SOURCES_FILE", "sources.yaml"))
-    sources = load_sources(sources_file, env)
+    try:
+        sources = load_sources(sources_file, env)
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
     warnings = tuple(
         f"source {s.name!r} has no secret: set {s.secret_variable}; until then its webhooks get 401"
         for s in sources.values()
@@ -198,8 +149,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_timeout_s=int(_number(env, "HOOKRULES_JOB_TIMEOUT", 120, int)),
         shutdown_wait_s=int(_number(env, "HOOKRULES_SHUTDOWN_WAIT", 20, int)),
         backoff_s=_number(env, "HOOKRULES_BACKOFF", 1.0),
+        body_timeout_s=_number(env, "HOOKRULES_BODY_TIMEOUT", 10.0),
+        trusted_proxies=_networks(env, "HOOKRULES_TRUSTED_PROXIES"),
         warnings=warnings,
     )
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IpNetwork, ...]:
+    items = [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _data_centre(env: Mapping[str, str]) -> tuple[str, str, str]:
@@ -249,4 +210,5 @@ def load_targets(env: Mapping[str, str]) -> Targets:
         sdp=_connector(env, "sdp", sdp_portal and f"https://{sdp_host}/app/{sdp_portal}", accounts),
         zoho=_connector(env, "zoho", zoho_portal and f"https://{zoho_host}/restapi/portal/{zoho_portal}", accounts),
         timeout_s=_number(env, "HOOKRULES_HTTP_TIMEOUT", 10.0),
+        http_allow_hosts=tuple(h.strip().lower() for h in env.get("HOOKRULES_HTTP_ALLOW_HOSTS", "").split(",") if h.strip()),
     )

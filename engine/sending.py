@@ -23,6 +23,7 @@ from engine.connectors import failure_message
 from engine.models import Request
 from engine.oauth import TokenError, TokenProvider
 from engine.ratelimit import Limiter, RateLimited
+from engine.reach import Unreachable, check_addresses, check_host
 
 EXCERPT_CHARS = 2000  # a whole SDP milestone (~1.5 KB) fits
 RATE_WAIT_S = 10.0  # wait this long for a rate-limit slot inside a job; longer, defer the job
@@ -145,7 +146,7 @@ class Sender:
                               retry_after_s=exc.retry_after_s, sent=False)
         except TokenError as exc:
             return SendResult("retry", None, "", error=f"{request.connector} access token: {exc}", retry_after_s=TOKEN_RETRY_S, sent=False)
-        except MissingCredentials as exc:
+        except (MissingCredentials, Unreachable) as exc:
             return SendResult("failed", None, "", error=str(exc), sent=False)
         except httpx.HTTPError as exc:
             return SendResult("retry", None, "", error=f"{type(exc).__name__}: {exc}")
@@ -169,7 +170,7 @@ class Sender:
                 return body
         except TimeoutError:
             raise ReadError(f"not finished within {self.deadline_s:g} s") from None
-        except (RateLimited, TokenError, MissingCredentials, httpx.HTTPError) as exc:
+        except (RateLimited, TokenError, MissingCredentials, Unreachable, httpx.HTTPError) as exc:
             raise ReadError(f"{type(exc).__name__}: {exc}") from None
 
     async def already_applied(self, request: Request) -> bool:
@@ -200,6 +201,10 @@ class Sender:
 
     async def _exchange(self, request: Request) -> httpx.Response:
         if request.connector is None:
+            # Checked again at send time: the allowlist may have changed since the rule
+            # planned it, and only now do we know what the host resolves to.
+            check_host(request.url, self.targets.http_allow_hosts)
+            await check_addresses(request.url, self.targets.http_allow_hosts)
             return await self._http(request, {})
         connector = self.targets.connector(request.connector)
         token = await self._token(connector)
@@ -211,12 +216,22 @@ class Sender:
             # one. Workers that saw the same 401 pick up that new token without renewing.
             if await self._may_renew(connector.name):
                 await provider.invalidate(token)
-            fresh = await provider.token()
+            fresh = await self._renewed(provider, token)
             if fresh != token:
                 reply = await self._limited(connector, request, fresh)
         if reply.status_code == 429:
             await self.limiters[connector.name].pause(retry_after(reply.headers.get("retry-after")) or 1.0)
         return reply
+
+    async def _renewed(self, provider: TokenProvider, stale: str) -> str:
+        """The token after a 401: a fresh one, once whoever renews it has; the stale one if no
+        renewal comes within a couple of seconds (the 401 was not about the token's age)."""
+        for _ in range(20):
+            fresh = await provider.token()
+            if fresh != stale:
+                return fresh
+            await asyncio.sleep(0.1)
+        return stale
 
     async def _may_renew(self, connector: str) -> bool:
         if self.redis is None:

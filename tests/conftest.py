@@ -27,6 +27,8 @@ from stand_in import StandIn
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-7f3a"  # a test value, not a real credential
 SDP_TOKEN = "1000.test-token"
+ADMIN_TOKEN = "test-admin-token"  # a test value
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def free_port() -> int:
@@ -63,6 +65,8 @@ def base_env(**extra: str) -> dict[str, str]:
         HOOKRULES_SOURCES_FILE=str(ROOT / "sources.yaml"),
         HOOKRULES_SOURCE_SDP_SECRET=SECRET,
         HOOKRULES_HEARTBEAT="1",
+        HOOKRULES_ADMIN_TOKEN=ADMIN_TOKEN,
+        HOOKRULES_HTTP_ALLOW_HOSTS="127.0.0.1",  # the tests' own stand-in servers
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
@@ -133,11 +137,15 @@ class Service:
         return httpx.post(f"{self.url}/hooks/{source}", content=body, headers=sent, timeout=10)
 
     def event(self, event_id: str) -> dict | None:
-        reply = httpx.get(f"{self.url}/events/{event_id}", timeout=5)
+        reply = httpx.get(f"{self.url}/events/{event_id}", headers=ADMIN, timeout=5)
         return reply.json() if reply.status_code == 200 else None
 
     def wait_event(self, event_id: str, predicate, timeout_s: float = 20.0) -> dict | None:  # noqa: ANN001
         return wait_until(lambda: (r := self.event(event_id)) and predicate(r) and r, timeout_s)
+
+    def health(self) -> dict:
+        """The whole /health report (the admin token shows everything)."""
+        return httpx.get(f"{self.url}/health", headers=ADMIN, timeout=5).json()
 
     def stored_events(self) -> int:
         return len(self.redis.keys("hookrules:event:*"))

@@ -138,7 +138,7 @@ def test_not_configured_connector_says_which_setting() -> None:
 
 
 def test_a_whole_date_object_can_be_passed_through_a_template(tmp_path: Path) -> None:
-    from engine.config import Source
+    from engine.sources import Source
     from engine.decide import decide
     from engine.intake import to_event
 
@@ -152,7 +152,7 @@ def test_a_whole_date_object_can_be_passed_through_a_template(tmp_path: Path) ->
     body = {"milestone": {"id": "33", "project": {"id": "22"}, "title": "Go live",
                           "projected_end": {"value": "1516018740000", "display_value": "Jan 15, 2018"},
                           "priority": {"name": "High", "id": "9"}}}
-    event = to_event(Source("sdp", secret="s", default_event="{kind}.updated"),
+    event = to_event(Source("sdp", secrets=("s",), default_event="{kind}.updated"),
                      {"x-hook-token": "s", "content-type": "application/json"}, json.dumps(body).encode(), 0.0)
     sdp_action, zoho_action = decide(event, None, ruleset, now=0.0).actions
     assert json.loads(sdp_action.request.form["input_data"]) == {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import ROOT, SECRET, base_env, free_port, http_status, wait_until
+from conftest import ADMIN, ROOT, SECRET, base_env, free_port, http_status, wait_until
 
 
 def hookrules(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -108,7 +108,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
                            headers={"X-Hook-Token": secret, "Content-Type": "application/json"})
         assert reply.status_code == 202, reply.text
         event_url = f"http://127.0.0.1:{port}/events/{reply.json()['event_id']}"
-        outcome = wait_until(lambda: httpx.get(event_url, timeout=5).json()["actions"].get("close-finished-milestone:0"))
+        outcome = wait_until(lambda: httpx.get(event_url, headers=ADMIN, timeout=5).json()["actions"].get("close-finished-milestone:0"))
         assert outcome and outcome["outcome"] == "done" and outcome["http_status"] == 200, outcome
         milestone = httpx.get(f"http://127.0.0.1:{port + 1}/_sandbox/milestones/2258743870606263/2007594064055157", timeout=5)
         assert milestone.json()["status"]["name"] == "Closed"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import Connector, Source, Targets
+from engine.config import Connector, Targets
+from engine.sources import Source
 from engine.decide import decide
 from engine.intake import to_event
 from engine.rule_files import load_ruleset
@@ -15,7 +16,7 @@ from engine.rules import RuleProblems
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = Targets(sdp=Connector("sdp", base_url="https://sdp.example/app/itdesk", token="t"))
-SOURCE = Source("sdp", secret="s", default_event="{kind}.updated")
+SOURCE = Source("sdp", secrets=("s",), default_event="{kind}.updated")
 
 GOOD = """\
 id: close-it

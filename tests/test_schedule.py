@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from conftest import base_env, run_service, start, wait_until, with_db
+from conftest import ADMIN, base_env, run_service, start, wait_until, with_db
 from engine.schedule import due_tick, latest_tick
 from engine.sandbox import SandboxSettings
 from sandbox_server import running_sandbox
@@ -70,7 +70,7 @@ def test_scheduled_rule_closes_overdue_milestones_once_per_tick(redis_url: str, 
             assert list(lists.values()) == [1], requests  # one scan for the tick, not one per worker
             puts = sum(v for k, v in requests.items() if k.startswith("PUT "))
             assert puts == 22  # each overdue milestone closed once
-            health = httpx.get(f"{service.url}/health", timeout=5).json()
+            health = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
             scan = health["schedules"]["close-overdue"]
             assert scan["schedule"] == "0 0 1 1 *" and scan["last_scan"]["items"] == 30 and scan["last_scan"]["error"] is None
         finally:

@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio
 
 from conftest import with_db
-from engine.config import Connector, Source, Targets
+from engine.config import Connector, Targets
+from engine.sources import Source
 from engine.decide import decide
 from engine.intake import to_event
 from engine.models import Request
@@ -49,12 +50,12 @@ def test_http_request_action_is_rendered_and_sent(tmp_path: Path, redis_url: str
         (tmp_path / "r.yaml").write_text(RULE.replace("{{ target }}", stand_in.url))
         ruleset = load_ruleset(tmp_path, Targets())
         body = {"milestone": {"id": "42", "title": "{{ evil }}", "project": {"id": "7"}}}
-        event = to_event(Source("sdp", secret="s", default_event="{kind}.updated"),
+        event = to_event(Source("sdp", secrets=("s",), default_event="{kind}.updated"),
                          {"x-hook-token": "s", "content-type": "application/json"}, json.dumps(body).encode(), 0.0)
         (action,) = decide(event, None, ruleset, now=0.0).actions
         assert action.error is None
 
-        assert asyncio.run(send_with(redis_url, Targets(), action.request)).outcome == "done"
+        assert asyncio.run(send_with(redis_url, Targets(http_allow_hosts=("127.0.0.1",)), action.request)).outcome == "done"
         (got,) = stand_in.wait_for("/notify/42", 1)
         assert got.method == "POST"
         assert got.path == "/notify/42?project=7"

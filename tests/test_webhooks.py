@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import SECRET, Service, base_env, free_port, run_service, with_db
+from conftest import ADMIN, SECRET, Service, base_env, free_port, run_service, with_db
 
 SAMPLE = (Path(__file__).resolve().parent.parent / "samples" / "milestone-completed.json").read_bytes()
 
@@ -87,9 +87,19 @@ def test_event_type_from_header_then_body_then_default(service: Service) -> None
 
 
 def test_unknown_event_id_is_404(service: Service) -> None:
-    reply = httpx.get(f"{service.url}/events/evt_nothing", timeout=5)
+    reply = httpx.get(f"{service.url}/events/evt_nothing", headers=ADMIN, timeout=5)
     assert reply.status_code == 404
     assert "no such event" in reply.json()["error"]
+
+
+def test_only_the_webhook_route_and_a_short_health_answer_are_open(service: Service) -> None:
+    event_id = service.post(SAMPLE).json()["event_id"]
+    assert httpx.get(f"{service.url}/events/{event_id}", timeout=5).status_code == 401
+    assert httpx.get(f"{service.url}/events/{event_id}", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    assert httpx.get(f"{service.url}/admin/dead-letters", timeout=5).status_code == 401
+    short = httpx.get(f"{service.url}/health", timeout=5)
+    assert short.status_code == 200 and short.json() == {"status": "ok"}
+    assert "ruleset" in httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
 
 
 def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
@@ -101,7 +111,7 @@ def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert reply.status_code == 503
         assert reply.headers["retry-after"] == "5"
         assert "unreachable" in reply.json()["error"]
-        health = httpx.get(f"{down.url}/health", timeout=10)
+        health = httpx.get(f"{down.url}/health", headers=ADMIN, timeout=10)
         assert health.status_code == 503
         assert health.json()["redis"]["reachable"] is False
         # Bad input is still judged before Redis is needed.
@@ -112,7 +122,7 @@ def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_health(service: Service, redis_url: str, tmp_path: Path) -> None:
-    reply = httpx.get(f"{service.url}/health", timeout=5)
+    reply = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5)
     assert reply.status_code == 200
     report = reply.json()
     assert report["status"] == "ok"
@@ -128,7 +138,7 @@ def test_health(service: Service, redis_url: str, tmp_path: Path) -> None:
     redis.Redis.from_url(url).flushdb()
     lonely = run_service(tmp_path, base_env(REDIS_URL=url), worker=False)
     try:
-        reply = httpx.get(f"{lonely.url}/health", timeout=5)
+        reply = httpx.get(f"{lonely.url}/health", headers=ADMIN, timeout=5)
         assert reply.status_code == 503
         assert reply.json()["problems"] == ["no worker has reported in the last 3 s"]
     finally:

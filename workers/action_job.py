@@ -24,6 +24,7 @@ from engine.config import Settings
 from engine.echo import written
 from engine.models import Request
 from engine.sending import SendResult
+from workers.resilience import retry_on_redis_errors
 
 log = logging.getLogger("hookrules.worker")
 HISTORY = 20  # attempts kept on the record, newest last
@@ -59,6 +60,7 @@ async def attempt(ctx: dict[str, Any], event_id: str, key: str, request: Request
         return SendResult("failed", None, "", error=f"internal error: {type(exc).__name__}: {exc}", sent=False)
 
 
+@retry_on_redis_errors
 async def run_action(
     ctx: dict[str, Any],
     event_id: str,

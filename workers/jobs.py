@@ -27,6 +27,7 @@ from engine.models import Decision, Entity, Event, PlannedAction
 from engine.sending import ReadError
 from engine.templates import TemplateError, render_tree
 from workers.action_job import backoff_s
+from workers.resilience import retry_on_redis_errors
 
 log = logging.getLogger("hookrules.worker")
 # How long an event waits for an earlier event of the same entity before it is decided anyway
@@ -35,6 +36,7 @@ ORDER_WAIT_S = 120.0
 SCAN_TRIES = 3  # a scan whose list cannot be read is tried again this often, then waits for the next tick
 
 
+@retry_on_redis_errors
 async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict[str, Any]:
     redis = ctx["redis"]
     event = Event.from_dict(event_data)
@@ -118,6 +120,7 @@ async def _record_unsent(redis: Any, event_id: str, action: PlannedAction, outco
     )
 
 
+@retry_on_redis_errors
 async def scan_rule(ctx: dict[str, Any], rule_id: str, tick: float) -> dict[str, Any]:
     """A scheduled rule's tick: read its list (every page) and store each item as an event
     `<kind>.scanned`, which then goes through process_event like a webhook."""
@@ -151,6 +154,7 @@ async def scan_rule(ctx: dict[str, Any], rule_id: str, tick: float) -> dict[str,
     return {"items": len(items), "queued": queued}
 
 
+@retry_on_redis_errors
 async def replay_action(ctx: dict[str, Any], event_id: str, action_key: str) -> str:
     """A dead letter asked to be replayed: decide its event again with the rules as they are
     now (the fix) and queue that one action afresh."""
