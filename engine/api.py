@@ -26,6 +26,7 @@ from engine.config import Settings
 from engine.guards import RateGate, address_allowed, client_address
 from engine.health import health_report
 from engine.intake import Rejected, to_event
+from engine.openapi import OPENAPI
 from engine.reload import RulesReloader
 from engine.responses import error, redis_down
 from engine.rules import Ruleset
@@ -102,6 +103,12 @@ async def show_event(request: Request) -> JSONResponse:
     return JSONResponse(record)
 
 
+async def openapi(request: Request) -> JSONResponse:
+    if (refused := admin_refusal(request)) is not None:
+        return refused
+    return JSONResponse(OPENAPI)
+
+
 def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,6 +125,7 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
             Route("/hooks/{source}", receive_hook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/events/{event_id}", show_event, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/admin/dead-letters", dead_letters, methods=["GET"]),
             Route("/admin/dead-letters/{letter_id}", dead_letters, methods=["GET", "DELETE"]),
             Route("/admin/dead-letters/{letter_id}/replay", dead_letters, methods=["POST"]),

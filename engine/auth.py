@@ -19,11 +19,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 
 from engine.sources import Source
 
 TOLERANCE_S = 300
+_UNIX_SECONDS = re.compile(r"^[0-9]{1,12}$")
 HEADERS = {
     "token": "X-Hook-Token",
     "hmac": "X-Hook-Signature",
@@ -82,7 +84,7 @@ def standard(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, 
     webhook_id, stamp, signatures = (headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
     if signatures is None:
         return None
-    if not webhook_id or not stamp or not stamp.strip().isdigit():
+    if not webhook_id or not stamp or not _UNIX_SECONDS.match(stamp.strip()):
         raise Rejected(401, "Standard Webhooks needs webhook-id, webhook-timestamp (unix seconds) and webhook-signature")
     skew = int(stamp) - now
     if abs(skew) > TOLERANCE_S:

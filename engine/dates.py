@@ -15,6 +15,8 @@ from typing import Any
 # 12 to 14 digits: epoch milliseconds from 1973 to 5138. Shorter digit strings in the same
 # {value, display_value} shape are ids such as SDP's display_id {"value": "131"}, not dates.
 _EPOCH_MS = re.compile(r"^\d{12,14}$")
+_DIGITS = re.compile(r"^[0-9]{1,15}$")  # ASCII digits only: "²" is a digit to str.isdigit()
+MAX_MILLIS = 10**15  # year 33658: anything larger is not a date
 _ZOHO_DATE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
 _DATE_KEYS = {"value", "display_value"}
 
@@ -48,10 +50,12 @@ def to_millis(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        return int(value)
+        # Infinity, NaN and numbers beyond any date are not times.
+        # (NaN compares false, so it falls out too.)
+        return int(value) if abs(value) < MAX_MILLIS else None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if _DIGITS.match(text):
             return int(text)
         match = _ZOHO_DATE.match(text)
         if match:

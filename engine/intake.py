@@ -48,15 +48,22 @@ def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
             415, f"Content-Type {media_type!r} is not supported: send application/json or application/x-www-form-urlencoded"
         )
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise Rejected(400, f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # a number of thousands of digits, NaN, Infinity
+        raise Rejected(400, f"{where} is not usable JSON: {exc}") from None
     except RecursionError:
         raise Rejected(400, f"{where} is nested too deeply (at most {MAX_DEPTH} levels)") from None
     if not isinstance(parsed, dict):
         raise Rejected(400, f"{where} must be a JSON object such as {{\"milestone\": {{...}}}}")
     check_size(parsed, where)
     return parsed
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, though Python reads them; nothing downstream can store them.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def check_size(value: Any, where: str) -> None:
@@ -83,12 +90,29 @@ def find_entity(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         for key, value in body.items()
         if key not in _NOT_ENTITIES and isinstance(value, dict) and value.get("id") not in (None, "")
     ]
+    for key, value in candidates:
+        if not _usable_id(value["id"]):
+            raise Rejected(400, f"{key}.id must be a number or a short string of printable characters, got {str(value['id'])[:40]!r}")
     if not candidates:
         raise Rejected(400, 'no entity in the body: expected an object with an id, such as {"milestone": {"id": "123", ...}}')
     if len(candidates) > 1:
         names = ", ".join(key for key, _ in candidates)
         raise Rejected(400, f"the body holds several objects with an id ({names}): send one entity per webhook")
     return candidates[0]
+
+
+def _usable_id(value: Any) -> bool:
+    """Ids go into Redis keys: numbers, or printable text that is valid UTF-8."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    text = str(value)
+    if len(text) > 100 or not text.isprintable():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def event_type(source: Source, headers: Mapping[str, str], body: dict[str, Any], kind: str) -> str:

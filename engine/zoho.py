@@ -47,7 +47,10 @@ def zoho_date(name: str, value: Any) -> str:
     millis = to_millis(value)
     if millis is None:
         raise ActionError(f"{name} must be a date (MM-DD-YYYY, epoch milliseconds or {{value: ...}}), got {value!r}")
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%m-%d-%Y")
+    try:
+        return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime("%m-%d-%Y")
+    except (OverflowError, OSError, ValueError):
+        raise ActionError(f"{name} is not a date Zoho can hold, got {value!r}") from None
 
 
 def name_param(args: Mapping[str, Any]) -> str:

@@ -74,8 +74,8 @@ def test_429_with_retry_after_2_is_not_tried_again_sooner(redis_url: str, tmp_pa
 def test_a_400_is_a_dead_letter_and_replay_after_the_fix_applies_it_once(redis_url: str, tmp_path: Path) -> None:
     rules = rules_with(tmp_path, PRIORITY_RULE % "Urgent")  # SDP has no priority "Urgent": 400
     with counted_sandbox() as (url, applied):
-        service = fault_service(tmp_path, redis_url, 12, url, rules, HOOKRULES_ADMIN_TOKEN="admin-secret")
-        admin = {"Authorization": "Bearer admin-secret"}
+        service = fault_service(tmp_path, redis_url, 12, url, rules)
+        admin = ADMIN
         try:
             event_id = service.post(milestone_body(MILESTONE, description="slipping")).json()["event_id"]
             outcome = outcome_of(service, event_id, "raise-priority:0")

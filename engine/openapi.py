@@ -1,0 +1,502 @@
+"""The OpenAPI 3.0.3 description of hookrules' HTTP API, as served at `GET /openapi.json`.
+
+A plain dict, kept by hand next to engine/api.py and the README's "Webhook contract": change
+them together. tests/test_openapi.py runs Schemathesis against a live service with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_JSON = "application/json"
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "hookrules",
+        "version": "0.1.0",
+        "description": (
+            "Webhook intake, health, event records and the admin API (dead letters) of hookrules, "
+            "a rules engine for ServiceDesk Plus Cloud and Zoho Projects webhooks. "
+            "Every error answers `{\"error\": \"<reason>\"}`."
+        ),
+    },
+    "servers": [{"url": "http://127.0.0.1:8000", "description": "the default HOOKRULES_HOST and HOOKRULES_PORT"}],
+    "tags": [
+        {"name": "webhooks", "description": "Receiving webhooks."},
+        {"name": "status", "description": "Health and event records."},
+        {"name": "admin", "description": "Dead letters: actions given up on."},
+    ],
+    "paths": {
+        "/hooks/{source}": {
+            "post": {
+                "operationId": "receiveHook",
+                "tags": ["webhooks"],
+                "summary": "Receive a webhook",
+                "description": (
+                    "Checks the sender's address (the source's allow_ips) and rate, authenticates with the "
+                    "source's secret by one of the schemes in its `auth` (default: token, hmac), parses the "
+                    "entity, then stores the event and queues it in one Redis transaction. 202 means "
+                    "stored; nothing is stored for any other status. A scheme whose header is present but "
+                    "wrong is refused, never passed over. "
+                    "A resend with the same delivery id (X-Delivery-Id or webhook-id) answers 202 with the "
+                    "same event_id and `duplicate: true`, and is processed once."
+                ),
+                "parameters": [
+                    {"$ref": "#/components/parameters/Source"},
+                    {
+                        "name": "X-Hook-Token",
+                        "in": "header",
+                        "required": False,
+                        "description": "Scheme `token`: the source's secret (HOOKRULES_SOURCE_<NAME>_SECRET).",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Hook-Signature",
+                        "in": "header",
+                        "required": False,
+                        "description": "Scheme `hmac`: `sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret>`.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Hub-Signature-256",
+                        "in": "header",
+                        "required": False,
+                        "description": "Scheme `github`: `sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret>`.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "webhook-signature",
+                        "in": "header",
+                        "required": False,
+                        "description": (
+                            "Scheme `standard` (Standard Webhooks): `v1,<base64 HMAC-SHA256 of "
+                            "\"<webhook-id>.<webhook-timestamp>.<body>\">`, several separated by spaces."
+                        ),
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "webhook-timestamp",
+                        "in": "header",
+                        "required": False,
+                        "description": "Scheme `standard`: when it was sent, in epoch seconds, within 5 minutes of now.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "webhook-id",
+                        "in": "header",
+                        "required": False,
+                        "description": "Delivery id when X-Delivery-Id is absent; also signed by the `standard` scheme.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Delivery-Id",
+                        "in": "header",
+                        "required": False,
+                        "description": (
+                            "Delivery id: 1-200 printable ASCII characters without spaces. A resend with the "
+                            "same id gets the same event_id. Without one, every request is a new event."
+                        ),
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Hook-Event",
+                        "in": "header",
+                        "required": False,
+                        "description": (
+                            "Event type, 1-100 letters, digits, `.`, `:`, `-`, `_`. Else the body's `event` "
+                            "field, else the source's default_event (`milestone.updated` for `sdp`)."
+                        ),
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "description": "At most HOOKRULES_MAX_BODY bytes (1 MiB by default), UTF-8.",
+                    "content": {
+                        _JSON: {
+                            "schema": {"$ref": "#/components/schemas/WebhookBody"},
+                            "example": {
+                                "milestone": {
+                                    "id": "2007594064055157",
+                                    "project": {"id": "2258743870606263"},
+                                    "status": {"name": "Open"},
+                                    "actual_end_time": {"value": "1512974940000"},
+                                }
+                            },
+                        },
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"$ref": "#/components/schemas/WebhookForm"},
+                        },
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "Stored in Redis and queued.",
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                    },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "401": {"$ref": "#/components/responses/HookUnauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "404": {"$ref": "#/components/responses/UnknownSource"},
+                    "408": {"$ref": "#/components/responses/RequestTimeout"},
+                    "413": {"$ref": "#/components/responses/TooLarge"},
+                    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                    "429": {"$ref": "#/components/responses/TooManyRequests"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "getHealth",
+                "tags": ["status"],
+                "summary": "Whether the API, Redis and the workers are well",
+                "description": "`{\"status\": ...}` for anyone; the whole report with the admin token.",
+                "security": [{}, {"adminToken": []}],
+                "responses": {
+                    "200": {
+                        "description": "Redis answers and a worker reported within three heartbeat intervals.",
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
+                    },
+                    "503": {
+                        "description": "Redis is unreachable or no worker reported in time (the report's `problems` says which).",
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
+                    },
+                },
+            }
+        },
+        "/events/{event_id}": {
+            "get": {
+                "operationId": "getEvent",
+                "tags": ["status"],
+                "summary": "An event, its decision and each action's outcome",
+                "security": [{"adminToken": []}],
+                "parameters": [
+                    {
+                        "name": "event_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The event_id a 202 answered.",
+                        "schema": {"type": "string", "pattern": "^evt_[0-9a-f]{24}$"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event record.",
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/EventRecord"}}},
+                    },
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            }
+        },
+        "/admin/dead-letters": {
+            "get": {
+                "operationId": "listDeadLetters",
+                "tags": ["admin"],
+                "summary": "List dead letters",
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": {
+                        "description": "Dead letters, at most 1,000.",
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/DeadLetterList"}}},
+                    },
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            }
+        },
+        "/admin/dead-letters/{letter_id}": {
+            "parameters": [{"$ref": "#/components/parameters/LetterId"}],
+            "get": {
+                "operationId": "getDeadLetter",
+                "tags": ["admin"],
+                "summary": "Show a dead letter",
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": {
+                        "description": "The dead letter, its event and the action's last outcome.",
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/DeadLetterDetail"}}},
+                    },
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                    "404": {"$ref": "#/components/responses/NoDeadLetter"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            },
+            "delete": {
+                "operationId": "purgeDeadLetter",
+                "tags": ["admin"],
+                "summary": "Purge a dead letter",
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": {
+                        "description": "Purged.",
+                        "content": {
+                            _JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["purged"],
+                                    "properties": {"purged": {"type": "string", "description": "The letter id."}},
+                                }
+                            }
+                        },
+                    },
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                    "404": {"$ref": "#/components/responses/NoDeadLetter"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            },
+        },
+        "/admin/dead-letters/{letter_id}/replay": {
+            "parameters": [{"$ref": "#/components/parameters/LetterId"}],
+            "post": {
+                "operationId": "replayDeadLetter",
+                "tags": ["admin"],
+                "summary": "Replay a dead letter",
+                "description": (
+                    "Decides the event again with the rules as they are now and queues the action once; "
+                    "the letter leaves the list."
+                ),
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "202": {
+                        "description": "Queued.",
+                        "content": {
+                            _JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["replaying", "job_id"],
+                                    "properties": {
+                                        "replaying": {"type": "string", "description": "The letter id."},
+                                        "job_id": {"type": "string", "description": "The replay job's id."},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                    "404": {"$ref": "#/components/responses/NoDeadLetter"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "tags": ["status"],
+                "summary": "This document",
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.0.3 document.",
+                        "content": {_JSON: {"schema": {"type": "object"}}},
+                    },
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "adminToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer <HOOKRULES_ADMIN_TOKEN>`. While it is unset, the routes that need it answer 403.",
+            }
+        },
+        "parameters": {
+            "Source": {
+                "name": "source",
+                "in": "path",
+                "required": True,
+                "description": "A source named in sources.yaml (shipped: `sdp`).",
+                "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"},
+            },
+            "LetterId": {
+                "name": "letter_id",
+                "in": "path",
+                "required": True,
+                "description": "`<event id>:<rule id>:<n>`, as listed.",
+                "schema": {"type": "string", "pattern": "^evt_[0-9a-f]{24}:[A-Za-z0-9][A-Za-z0-9_.-]{0,99}:[0-9]+$"},
+            },
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string", "description": "What was wrong, in words."}},
+            },
+            "Accepted": {
+                "type": "object",
+                "required": ["event_id", "duplicate"],
+                "properties": {
+                    "event_id": {"type": "string", "pattern": "^evt_[0-9a-f]{24}$"},
+                    "duplicate": {"type": "boolean", "description": "True for a resend of a stored delivery id."},
+                },
+            },
+            "WebhookBody": {
+                "type": "object",
+                "description": (
+                    "Exactly one object with an `id`, keyed by its kind: `{\"milestone\": {\"id\": \"123\", ...}}`. "
+                    "`response_status` and `list_info` beside it are ignored."
+                ),
+                "properties": {
+                    "event": {"type": "string", "description": "Event type, when X-Hook-Event is not sent."},
+                },
+                "additionalProperties": True,
+            },
+            "WebhookForm": {
+                "type": "object",
+                "required": ["input_data"],
+                "properties": {
+                    "input_data": {"type": "string", "description": "The JSON object, as in an application/json body."},
+                },
+            },
+            "Health": {
+                "type": "object",
+                "description": "Only `status` without the admin token.",
+                "required": ["status"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                    "problems": {"type": "array", "items": {"type": "string"}},
+                    "warnings": {"type": "array", "items": {"type": "string"}},
+                    "redis": {
+                        "type": "object",
+                        "required": ["reachable"],
+                        "properties": {"reachable": {"type": "boolean"}, "error": {"type": "string"}},
+                    },
+                    "queue": {"type": "object", "properties": {"depth": {"type": "integer"}}},
+                    "worker": {"type": "object"},
+                    "ruleset": {"type": "object"},
+                    "sources": {"type": "array", "items": {"type": "string"}},
+                    "connectors": {"type": "object"},
+                    "schedules": {"type": "object"},
+                    "dead_letters": {"type": "integer"},
+                    "loops": {"type": "array"},
+                },
+            },
+            "EventRecord": {
+                "type": "object",
+                "required": ["event", "status", "decision", "actions"],
+                "properties": {
+                    "event": {"type": "object", "description": "The event as normalised."},
+                    "status": {"type": "string", "nullable": True, "description": "`queued`, `decided`."},
+                    "decision": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "Each candidate rule, matched or not, and the planned requests (no credentials).",
+                    },
+                    "actions": {
+                        "type": "object",
+                        "description": "Per `<rule id>:<n>`: outcome (`done`, `retrying`, `failed`, `shadow`), attempts, history.",
+                        "additionalProperties": {"type": "object"},
+                    },
+                },
+            },
+            "DeadLetter": {
+                "type": "object",
+                "required": ["id", "event_id", "rule", "failed_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "event_id": {"type": "string"},
+                    "rule": {"type": "string"},
+                    "action": {"type": "string", "nullable": True},
+                    "error": {"type": "string", "nullable": True},
+                    "http_status": {"type": "integer", "nullable": True},
+                    "attempts": {"type": "integer", "nullable": True},
+                    "failed_at": {"type": "number", "description": "Epoch seconds."},
+                },
+            },
+            "DeadLetterList": {
+                "type": "object",
+                "required": ["dead_letters"],
+                "properties": {"dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}},
+            },
+            "DeadLetterDetail": {
+                "type": "object",
+                "required": ["id", "event", "outcome"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "event": {"type": "object"},
+                    "outcome": {"type": "object", "nullable": True},
+                },
+            },
+        },
+        "responses": {
+            "BadRequest": {
+                "description": (
+                    "Not UTF-8, not valid JSON, not an object, nested too deeply or with too many keys, no or "
+                    "several objects with an id, a form without input_data, or a bad event type or delivery id."
+                ),
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "HookUnauthorized": {
+                "description": (
+                    "No valid credentials for any scheme the source accepts (a webhook-timestamp more than "
+                    "5 minutes off included), or no secret configured for the source."
+                ),
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "Forbidden": {
+                "description": "The sender's address is not in the source's allow_ips.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "UnknownSource": {
+                "description": "Unknown source; the reason names the accepted ones.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "RequestTimeout": {
+                "description": "The body did not arrive within HOOKRULES_BODY_TIMEOUT seconds.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "TooLarge": {
+                "description": "The body is over HOOKRULES_MAX_BODY.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "UnsupportedMediaType": {
+                "description": "No Content-Type, or one other than JSON or form.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "TooManyRequests": {
+                "description": "The source sent more than its `rate` of webhooks a second.",
+                "headers": _RETRY_AFTER,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "RedisDown": {
+                "description": "Redis is unreachable; nothing was done. Send again later.",
+                "headers": _RETRY_AFTER,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "AdminUnauthorized": {
+                "description": "Missing or wrong `Authorization: Bearer <HOOKRULES_ADMIN_TOKEN>`.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "AdminOff": {
+                "description": "HOOKRULES_ADMIN_TOKEN is unset: these routes are off.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "NotFound": {
+                "description": "No such event (unknown id, or older than HOOKRULES_EVENT_TTL).",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+            "NoDeadLetter": {
+                "description": "No such dead letter: a wrong id, already replayed or purged, or its event expired.",
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        },
+    },
+}
