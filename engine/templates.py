@@ -8,18 +8,60 @@ object); any other template gives text.
 
 from __future__ import annotations
 
+import contextvars
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
 from jinja2 import meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-# ImmutableSandboxedEnvironment: no attribute access to internals and no mutating the event
-# from a template. StrictUndefined: a misspelt variable is an error, not an empty string that
-# quietly sends a wrong request.
-_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+MAX_OUTPUT = 65_536  # characters one template may render
+MAX_RENDER_S = 0.5  # seconds one template may take
+MAX_RANGE = 10_000  # items one range() may have
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("template_deadline", default=float("inf"))
+
+
+def _on_time() -> None:
+    if time.monotonic() > _DEADLINE.get():
+        raise SecurityError(f"the template takes longer than {MAX_RENDER_S:g} s")
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() of {len(numbers)} items; at most {MAX_RANGE}")
+    for n, number in enumerate(numbers):
+        if n % 256 == 0:
+            _on_time()
+        yield number
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox (no underscore attributes, no mutating the event), with the
+    costs a template can run up bounded: `*` and `**` cannot build huge values, range() is
+    short and watched by the clock, and rendering stops at MAX_OUTPUT or MAX_RENDER_S."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise SecurityError("an exponent above 64")
+        if operator == "*":
+            for items, times in ((left, right), (right, left)):
+                if isinstance(items, (str, list, tuple)) and isinstance(times, int) and len(items) * times > MAX_OUTPUT:
+                    raise SecurityError(f"'*' would build more than {MAX_OUTPUT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+# StrictUndefined: a misspelt variable is an error, not an empty string that quietly sends a
+# wrong request.
+_ENV = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV.globals["range"] = _bounded_range
 
 
 class TemplateError(Exception):
@@ -34,19 +76,34 @@ class Template:
     variables: frozenset[str] = frozenset()  # the top-level names it reads: checked at load
 
     def render(self, context: dict[str, Any]) -> Any:
+        token = _DEADLINE.set(time.monotonic() + MAX_RENDER_S)
         try:
             if self.native:
                 value = self._compiled(**context)
                 if isinstance(value, jinja2.Undefined):
                     value._fail_with_undefined_error()
+                if isinstance(value, str) and len(value) > MAX_OUTPUT:
+                    raise SecurityError(f"the template renders more than {MAX_OUTPUT} characters")
                 return value
-            return self._compiled.render(context)
+            return self._text(context)
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{self.text!r}: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{self.text!r}: {exc}") from None
         except Exception as exc:  # a filter or test given the wrong type of value, say
             raise TemplateError(f"{self.text!r}: {type(exc).__name__}: {exc}") from None
+        finally:
+            _DEADLINE.reset(token)
+
+    def _text(self, context: dict[str, Any]) -> str:
+        parts, size = [], 0
+        for part in self._compiled.generate(context):
+            size += len(part)
+            if size > MAX_OUTPUT:
+                raise SecurityError(f"the template renders more than {MAX_OUTPUT} characters")
+            _on_time()
+            parts.append(part)
+        return "".join(parts)
 
 
 # "{{ milestone.projected_end }}" and nothing else: the value itself (an object, a number),
