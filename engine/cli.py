@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
+from engine import masking
 from engine.config import ConfigError, Settings, load_settings
 from engine.rule_files import load_ruleset
 from engine.rules import RuleProblems, Ruleset
@@ -230,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # httpx logs every URL at INFO, query string included, where an http.request action may
     # carry a key; the worker logs each action's outcome itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    masking.install(os.environ)
     try:
         return args.run(args)
     except Fatal as exc:

@@ -61,10 +61,10 @@ def stop_all(children: list[Child]) -> None:
             child.process.wait()
 
 
-def demo_secret(data_dir: Path) -> Path:
-    """The demo source secret, made once and kept in a file only its owner can read, so the
-    printed curl command can use it without the secret ever being printed."""
-    path = data_dir / "demo-secret"
+def demo_secret(data_dir: Path, name: str) -> Path:
+    """A demo secret (the source's, the admin token), made once and kept in a file only its
+    owner can read, so the printed curl commands can use it without it ever being printed."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -127,9 +127,15 @@ def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
     if settings.sources["sdp"].secret:
         secret_shell = "$HOOKRULES_SOURCE_SDP_SECRET"
     else:
-        path = demo_secret(data_dir)
+        path = demo_secret(data_dir, "demo-secret")
         env["HOOKRULES_SOURCE_SDP_SECRET"] = path.read_text().strip()
         secret_shell = f"$(cat {path})"
+    if settings.admin_token:
+        admin_shell = "$HOOKRULES_ADMIN_TOKEN"
+    else:
+        path = demo_secret(data_dir, "admin-token")
+        env["HOOKRULES_ADMIN_TOKEN"] = path.read_text().strip()
+        admin_shell = f"$(cat {path})"
     base = local_url(settings)
     header = f'"X-Hook-Token: {secret_shell}"'
     lines = [
@@ -141,7 +147,7 @@ def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
         "The log shows the rule close-finished-milestone closing it. See the milestone in the sandbox:",
         f"  curl -s {sandbox}/_sandbox/milestones/2258743870606263/2007594064055157",
         "and what happened to the event:",
-        f"  curl -s {base}/events/<event_id from the answer>",
+        f'  curl -s -H "Authorization: Bearer {admin_shell}" {base}/events/<event_id from the answer>',
     ]
     return ["sandbox", "--port", str(settings.port + 1)], lines
 
