@@ -58,13 +58,15 @@ def command_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from engine.api import create_app
+    from engine.http_server import server_options
 
     settings, ruleset = load()
     need_redis(settings)
     for warning in settings.warnings:
         logging.getLogger("hookrules").warning(warning)
     app = create_app(settings, ruleset)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, server_header=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, server_header=False,
+                timeout_keep_alive=5, **server_options(settings.header_timeout_s))
     return 0
 
 

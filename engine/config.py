@@ -92,6 +92,7 @@ class Settings:
     job_timeout_s: int = 120  # a job running longer is cancelled (and tried again); a send stops before
     shutdown_wait_s: int = 20  # on SIGTERM a worker finishes running jobs this long, then hands them back
     body_timeout_s: float = 10.0  # a webhook body must arrive within this, else 408
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this, else the connection closes
     trusted_proxies: tuple[IpNetwork, ...] = ()  # peers whose X-Forwarded-For names the sender
     backoff_s: float = 1.0  # the first retry's delay; each next one doubles (with jitter), at most 5 minutes
     warnings: tuple[str, ...] = field(default_factory=tuple)
@@ -150,6 +151,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_wait_s=int(_number(env, "HOOKRULES_SHUTDOWN_WAIT", 20, int)),
         backoff_s=_number(env, "HOOKRULES_BACKOFF", 1.0),
         body_timeout_s=_number(env, "HOOKRULES_BODY_TIMEOUT", 10.0),
+        header_timeout_s=_number(env, "HOOKRULES_HEADER_TIMEOUT", 10.0),
         trusted_proxies=_networks(env, "HOOKRULES_TRUSTED_PROXIES"),
         warnings=warnings,
     )

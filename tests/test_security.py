@@ -44,6 +44,7 @@ def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     db = redis.Redis.from_url(url)
     db.flushdb()
     env = base_env(REDIS_URL=url, HOOKRULES_SOURCES_FILE=str(tmp / "sources.yaml"), HOOKRULES_BODY_TIMEOUT="1",
+                   HOOKRULES_HEADER_TIMEOUT="1",
                    HOOKRULES_TRUSTED_PROXIES="127.0.0.1/32",
                    HOOKRULES_SOURCE_TOKENS_SECRET=NEW, HOOKRULES_SOURCE_TOKENS_SECRET_PREVIOUS=OLD,
                    HOOKRULES_SOURCE_SIGNED_SECRET=NEW, HOOKRULES_SOURCE_STANDARD_SECRET=WHSEC,
@@ -142,6 +143,17 @@ def test_a_body_that_never_arrives_is_408(api: Service) -> None:
         reply = conn.recv(4096).decode()
     assert reply.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in reply
     assert time.monotonic() - started >= 0.9
+
+
+def test_headers_that_never_finish_close_the_connection(api: Service) -> None:
+    port = int(api.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"POST /hooks/tokens HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and then nothing
+        started = time.monotonic()
+        closed = conn.recv(4096)
+    assert closed == b""  # closed by the server, without an answer
+    assert 0.9 <= time.monotonic() - started < 9
+    assert httpx.get(f"{api.url}/health", timeout=5).status_code in (200, 503)  # still serving others
 
 
 def send(request_args: dict, allow: tuple[str, ...], redis_url: str):  # noqa: ANN201
