@@ -139,7 +139,11 @@ def test_redis_restarted_mid_stream_loses_no_accepted_event(tmp_path: Path) -> N
                     pipe.hget(f"hookrules:event:{event_id}", "status")
                 return all(status == b"decided" for status in pipe.execute())
 
-            assert wait_until(all_decided, timeout_s=90, interval_s=0.5), service.logs()[-3000:]
+            if not wait_until(all_decided, timeout_s=90, interval_s=0.5):
+                statuses = [client.hget(f"hookrules:event:{e}", "status") for e in accepted]
+                stuck = [(e, s) for e, s in zip(accepted, statuses) if s != b"decided"]
+                raise AssertionError(f"{len(stuck)} accepted event(s) not decided, e.g. {stuck[:3]}; queue "
+                                     f"{client.zcard('arq:queue')}\n{service.logs()[-4000:]}")
             assert wait_until(lambda: len({r.path for r in target.requests}) == 300, timeout_s=30)
         finally:
             for process in service.processes:
