@@ -11,7 +11,7 @@ import contextlib
 import math
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from engine import store
 from engine.admin_api import admin_refusal, dead_letters
+from engine.audit import EventFilter, find_events
 from engine.config import Settings
 from engine.guards import RateGate, address_allowed, client_address
 from engine.health import health_report
@@ -103,6 +104,34 @@ async def show_event(request: Request) -> JSONResponse:
     return JSONResponse(record)
 
 
+def event_filter(query: Mapping[str, str]) -> EventFilter:
+    """GET /events?source=&rule=&entity=&status=&since=&until=&limit= (times in epoch seconds)."""
+    unknown = set(query) - {"source", "rule", "entity", "status", "since", "until", "limit"}
+    if unknown:
+        raise Rejected(400, f"unknown filter(s) {sorted(unknown)}; filters: source, rule, entity, status, since, until, limit")
+    try:
+        since, until = float(query.get("since", 0)), float(query.get("until", "inf"))
+        limit = int(query.get("limit", 50))
+    except ValueError:
+        raise Rejected(400, "since and until are epoch seconds, limit a whole number") from None
+    if not 1 <= limit <= 500:
+        raise Rejected(400, "limit must be from 1 to 500")
+    return EventFilter(query.get("source"), query.get("rule"), query.get("entity"), query.get("status"), since, until, limit)
+
+
+async def list_events(request: Request) -> JSONResponse:
+    if (refused := admin_refusal(request)) is not None:
+        return refused
+    try:
+        wanted = event_filter(request.query_params)
+    except Rejected as exc:
+        return error(exc.status, exc.reason)
+    try:
+        return JSONResponse({"events": await find_events(request.app.state.redis, wanted)})
+    except (RedisError, OSError) as exc:
+        return redis_down(exc)
+
+
 async def openapi(request: Request) -> JSONResponse:
     if (refused := admin_refusal(request)) is not None:
         return refused
@@ -124,6 +153,7 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
         routes=[
             Route("/hooks/{source}", receive_hook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/events", list_events, methods=["GET"]),
             Route("/events/{event_id}", show_event, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/admin/dead-letters", dead_letters, methods=["GET"]),

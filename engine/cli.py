@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
@@ -197,6 +198,72 @@ def command_dead(args: argparse.Namespace) -> int:
         raise Fatal(f"Redis at REDIS_URL is unreachable: {exc}") from None
 
 
+def with_redis(settings: Settings, act: Any) -> Any:
+    """Run `act(redis)` against REDIS_URL, turning an unreachable Redis into a plain message."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from engine import store
+
+    async def run() -> Any:
+        redis = store.connect(need_redis(settings))
+        try:
+            return await act(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, RedisError) as exc:
+        raise Fatal(f"Redis at REDIS_URL is unreachable: {exc}") from None
+
+
+def command_events(args: argparse.Namespace) -> int:
+    from engine import store
+    from engine.audit import EventFilter, find_events
+
+    settings, _ = load()
+    if args.event_id:
+        record = with_redis(settings, lambda redis: store.event_record(redis, args.event_id))
+        if record is None:
+            raise Fatal(f"no event {args.event_id} (unknown id, or older than HOOKRULES_EVENT_TTL)")
+        print(json.dumps(record, indent=2))
+        return 0
+    since = time.time() - args.hours * 3600 if args.hours else 0.0
+    wanted = EventFilter(args.source, args.rule, args.entity, args.status, since, float("inf"), args.limit)
+    found = with_redis(settings, lambda redis: find_events(redis, wanted))
+    for event in found:
+        moment = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["received_at"]))
+        actions = " ".join(f"{k}={v}" for k, v in event["actions"].items())
+        print(f"{moment}  {event['id']}  {event['source']} {event['type']} {event['entity']}  {event['status']}"
+              f"  matched={','.join(event['matched']) or '-'}  {actions}")
+    print(f"{len(found)} event(s)")
+    return 0
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from engine.health import health_report
+    from engine.reload import RulesReloader
+
+    settings, ruleset = load()
+    rules = RulesReloader(settings.rules_dir, settings.targets, ruleset)
+    status, report = with_redis(settings, lambda redis: health_report(redis, rules, settings, time.time()))
+    worker = report.get("worker") or {}
+    queue = report.get("queue") or {}
+    print(f"status     {report['status']}")
+    print(f"redis      {'reachable' if report['redis']['reachable'] else 'UNREACHABLE'}")
+    print(f"worker     heartbeat {worker.get('heartbeat_age_s')} s ago, rules {worker.get('ruleset_version')}")
+    print(f"queue      {queue.get('depth')} job(s), oldest due waited {queue.get('oldest_wait_s')} s")
+    print(f"rules      {report['ruleset']['rules']} rule(s), version {report['ruleset']['version']}")
+    print(f"dead       {report.get('dead_letters')} dead letter(s)")
+    for problem in report["problems"]:
+        print(f"PROBLEM    {problem}")
+    for warning in report["warnings"]:
+        print(f"warning    {warning}")
+    return 0 if status == 200 else 1
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hookrules", description="Webhook-driven automation rules for ServiceDesk Plus and Zoho Projects.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -220,6 +287,16 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("ids", nargs="*", help="dead letter ids, as `hookrules dead list` prints them")
     dead.add_argument("--all", action="store_true", help="every dead letter")
     dead.set_defaults(run=command_dead)
+    events = commands.add_parser("events", help="recent events and what became of them (needs REDIS_URL)")
+    events.add_argument("event_id", nargs="?", help="show this event's whole record")
+    events.add_argument("--source")
+    events.add_argument("--rule", help="events this rule was a candidate for")
+    events.add_argument("--entity", help="kind:id or id, e.g. milestone:2007594064055157")
+    events.add_argument("--status", choices=["queued", "decided"])
+    events.add_argument("--hours", type=float, help="only the last N hours")
+    events.add_argument("--limit", type=int, default=50)
+    events.set_defaults(run=command_events)
+    commands.add_parser("status", help="the health summary; exit 1 when unhealthy (needs REDIS_URL)").set_defaults(run=command_status)
     sandbox = commands.add_parser("sandbox", help="run a local emulator of the ServiceDesk Plus and Zoho Projects APIs")
     sandbox.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     sandbox.set_defaults(run=command_sandbox)

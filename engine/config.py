@@ -94,6 +94,7 @@ class Settings:
     body_timeout_s: float = 10.0  # a webhook body must arrive within this, else 408
     header_timeout_s: float = 10.0  # a request's headers must arrive within this, else the connection closes
     trusted_proxies: tuple[IpNetwork, ...] = ()  # peers whose X-Forwarded-For names the sender
+    stuck_queue_s: float = 60.0  # /health fails when the oldest due job has waited longer
     backoff_s: float = 1.0  # the first retry's delay; each next one doubles (with jitter), at most 5 minutes
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -150,6 +151,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_timeout_s=int(_number(env, "HOOKRULES_JOB_TIMEOUT", 120, int)),
         shutdown_wait_s=int(_number(env, "HOOKRULES_SHUTDOWN_WAIT", 20, int)),
         backoff_s=_number(env, "HOOKRULES_BACKOFF", 1.0),
+        stuck_queue_s=_number(env, "HOOKRULES_STUCK_QUEUE", 60.0),
         body_timeout_s=_number(env, "HOOKRULES_BODY_TIMEOUT", 10.0),
         header_timeout_s=_number(env, "HOOKRULES_HEADER_TIMEOUT", 10.0),
         trusted_proxies=_networks(env, "HOOKRULES_TRUSTED_PROXIES"),

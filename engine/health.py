@@ -63,6 +63,12 @@ async def health_report(redis: Any, rules: RulesReloader, settings: Settings, no
         }
         if age is None or age > 3 * settings.heartbeat_s:
             problems.append(f"no worker has reported in the last {3 * settings.heartbeat_s:g} s")
+        # Heartbeats alone miss workers that live but no longer take jobs (after a Redis blip,
+        # say): judge by how long the oldest due job has waited.
+        waited = await store.oldest_queued_age(redis, int(now * 1000))
+        report["queue"]["oldest_wait_s"] = waited
+        if waited is not None and waited > settings.stuck_queue_s:
+            problems.append(f"a job has waited {waited:.0f} s: the workers are not taking jobs")
     report["status"] = "ok" if not problems else "unavailable"
     report["problems"] = problems
     return (200 if not problems else 503), report

@@ -172,6 +172,37 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/events": {
+            "get": {
+                "operationId": "listEvents",
+                "tags": ["status"],
+                "summary": "Recent events, newest first, with what became of them",
+                "security": [{"adminToken": []}],
+                "parameters": [
+                    {"name": "source", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "rule", "in": "query", "required": False, "description": "A rule that was a candidate.",
+                     "schema": {"type": "string"}},
+                    {"name": "entity", "in": "query", "required": False, "description": "kind:id, or the id.",
+                     "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "required": False, "schema": {"type": "string", "enum": ["queued", "decided"]}},
+                    {"name": "since", "in": "query", "required": False, "description": "Epoch seconds.", "schema": {"type": "number"}},
+                    {"name": "until", "in": "query", "required": False, "description": "Epoch seconds.", "schema": {"type": "number"}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The matching events, summarised.",
+                        "content": {_JSON: {"schema": {"type": "object", "required": ["events"],
+                                                       "properties": {"events": {"type": "array", "items": {"type": "object"}}}}}},
+                    },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                    "503": {"$ref": "#/components/responses/RedisDown"},
+                },
+            }
+        },
         "/events/{event_id}": {
             "get": {
                 "operationId": "getEvent",

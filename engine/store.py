@@ -30,7 +30,9 @@ SCAN_PREFIX = "hookrules:scan:"
 ECHO_PREFIX = "hookrules:echo:"  # per entity: the fields our last write set, for a few minutes
 FIRES_PREFIX = "hookrules:fires:"  # per rule and entity: how often it acted in the loop window
 LOOPS_KEY = "hookrules:loops"  # rules stopped as loops: "rule|entity" scored by when
-DEAD_KEY = "hookrules:dead"  # actions given up on: "event id|rule:n" scored by when  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
+DEAD_KEY = "hookrules:dead"
+INDEX_KEY = "hookrules:events"  # every stored event id, scored by when it arrived
+INDEX_MAX = 100_000  # events listed at most; older ones stay readable by id until their TTL  # actions given up on: "event id|rule:n" scored by when  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
 QUEUE = default_queue_name
@@ -85,6 +87,10 @@ async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
         # decide them in this order (see take_turn).
         pipe.rpush(order_key(event), event.id)
         pipe.pexpire(order_key(event), ttl_ms)
+        # The index behind GET /events, newest last; trimmed by age (the records' TTL) and count.
+        pipe.zadd(INDEX_KEY, {event.id: event.received_at})
+        pipe.zremrangebyscore(INDEX_KEY, "-inf", event.received_at - ttl_s)
+        pipe.zremrangebyrank(INDEX_KEY, 0, -INDEX_MAX - 1)
         try:
             await pipe.execute()
         except WatchError:
@@ -287,3 +293,15 @@ async def record_loop(redis: ArqRedis, rule_id: str, event: Event) -> None:
 async def recent_loops(redis: ArqRedis, since: float) -> list[dict[str, Any]]:
     members = await redis.zrangebyscore(LOOPS_KEY, since, "+inf", withscores=True)
     return [{"rule": m.decode().split("|", 1)[0], "entity": m.decode().split("|", 1)[1], "at": at} for m, at in members]
+
+
+async def recent_event_ids(redis: ArqRedis, since: float, until: float, limit: int) -> list[str]:
+    """Event ids received in [since, until], newest first."""
+    ids = await redis.zrevrangebyscore(INDEX_KEY, until, since, start=0, num=limit)
+    return [i.decode() for i in ids]
+
+
+async def oldest_queued_age(redis: ArqRedis, now_ms: int) -> float | None:
+    """Seconds the oldest job due now has been waiting, or None when none is due."""
+    due = await redis.zrangebyscore(QUEUE, "-inf", now_ms, start=0, num=1, withscores=True)
+    return (now_ms - due[0][1]) / 1000 if due else None

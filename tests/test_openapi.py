@@ -59,6 +59,7 @@ OPERATIONS = {operation.label: operation for operation in (result.ok() for resul
 
 HOOK = "POST /hooks/{source}"
 ADMIN_OPERATIONS = [
+    "GET /events",
     "GET /events/{event_id}",
     "GET /admin/dead-letters",
     "GET /admin/dead-letters/{letter_id}",
