@@ -199,7 +199,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                reply = httpx.get(self.api_url + "/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=2)
+                reply = httpx.get(self.api_url + "/ready", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=2)
                 if reply.status_code == 200 and str(reply.json()["worker"]["worker"]).endswith(f":{worker_pid}"):
                     return True
             except (httpx.HTTPError, ValueError, KeyError, TypeError):

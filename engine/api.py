@@ -8,25 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine import store
+from engine import stats, store
 from engine.admin_api import admin_refusal, dead_letters
 from engine.audit import EventFilter, find_events
 from engine.config import Settings
 from engine.guards import RateGate, address_allowed, client_address
 from engine.health import health_report
 from engine.intake import Rejected, to_event
+from engine.metrics import exposition
 from engine.openapi import OPENAPI
 from engine.reload import RulesReloader
 from engine.responses import error, redis_down
@@ -50,6 +53,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def receive_hook(request: Request) -> JSONResponse:
+    """Intake, counted by source and answer (for /metrics and the dashboard)."""
+    response = await intake(request)
+    source = request.path_params["source"]
+    if source in request.app.state.settings.sources and response.status_code != 503:
+        duplicate = response.status_code == 202 and json.loads(response.body).get("duplicate", False)
+        with contextlib.suppress(RedisError, OSError):  # counting must never cost a webhook its answer
+            await stats.count_intake(request.app.state.redis, source, response.status_code, duplicate)
+    return response
+
+
+async def intake(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     name = request.path_params["source"]
     source = settings.sources.get(name)
@@ -83,8 +97,27 @@ async def receive_hook(request: Request) -> JSONResponse:
     return JSONResponse({"event_id": event.id, "duplicate": not created}, status_code=202)
 
 
+async def liveness(request: Request) -> JSONResponse:
+    """The process answers: for a supervisor deciding whether to restart it. Whether it can
+    do its work is /ready."""
+    return JSONResponse({"status": "alive"})
+
+
+async def metrics(request: Request) -> Response:
+    if (refused := admin_refusal(request)) is not None:
+        return refused
+    state = request.app.state
+    try:
+        _, report = await health_report(state.redis, state.rules, state.settings, time.time())
+        numbers = await stats.read_stats(state.redis, minutes=1)
+    except (RedisError, OSError) as exc:
+        return redis_down(exc)
+    return Response(exposition(numbers, report), media_type=CONTENT_TYPE_LATEST)
+
+
 async def health(request: Request) -> JSONResponse:
-    """The status for anyone (a load balancer, a monitor); the whole report with the admin token."""
+    """Readiness: the status for anyone (a load balancer, a monitor); the whole report with the
+    admin token."""
     state = request.app.state
     status, report = await health_report(state.redis, state.rules, state.settings, time.time())
     if admin_refusal(request) is not None:
@@ -152,7 +185,9 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
     app = Starlette(
         routes=[
             Route("/hooks/{source}", receive_hook, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
+            Route("/health", liveness, methods=["GET"]),
+            Route("/ready", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/events", list_events, methods=["GET"]),
             Route("/events/{event_id}", show_event, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),

@@ -155,9 +155,36 @@ OPENAPI: dict[str, Any] = {
         },
         "/health": {
             "get": {
-                "operationId": "getHealth",
+                "operationId": "getLiveness",
                 "tags": ["status"],
-                "summary": "Whether the API, Redis and the workers are well",
+                "summary": "Liveness: the API process answers",
+                "responses": {
+                    "200": {
+                        "description": "Always, while the process runs.",
+                        "content": {_JSON: {"schema": {"type": "object", "required": ["status"],
+                                                       "properties": {"status": {"type": "string", "enum": ["alive"]}}}}},
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "tags": ["status"],
+                "summary": "Prometheus metrics",
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": {"description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": {"$ref": "#/components/responses/AdminUnauthorized"},
+                    "403": {"$ref": "#/components/responses/AdminOff"},
+                },
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "getReadiness",
+                "tags": ["status"],
+                "summary": "Readiness: Redis, the rules and the workers are well",
                 "description": "`{\"status\": ...}` for anyone; the whole report with the admin token.",
                 "security": [{}, {"adminToken": []}],
                 "responses": {

@@ -96,7 +96,7 @@ def banner(settings: Settings, ruleset: Ruleset, redis_note: str, demo_lines: li
     lines = [
         "",
         "hookrules is running. Ctrl-C stops it.",
-        f"  API     {base}   health: {base}/health",
+        f"  API     {base}   health: {base}/ready",
         f"  Redis   {redis_note}",
         f"  rules   {len(ruleset.rules)} rule(s) from {settings.rules_dir}/, version {ruleset.version}",
         *demo_lines,
@@ -176,7 +176,7 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
             children.append(spawn("sandbox", sandbox_args, env))
         children.append(spawn("api", ["api"], env))
         children.append(spawn("worker", ["worker"], env))
-        if wait_ready(local_url(settings) + "/health", children, stop):
+        if wait_ready(local_url(settings) + "/ready", children, stop):
             print(banner(settings, ruleset, redis_note, demo_lines), flush=True)
         return supervise(children, stop)
     finally:

@@ -145,7 +145,7 @@ class Service:
 
     def health(self) -> dict:
         """The whole /health report (the admin token shows everything)."""
-        return httpx.get(f"{self.url}/health", headers=ADMIN, timeout=5).json()
+        return httpx.get(f"{self.url}/ready", headers=ADMIN, timeout=5).json()
 
     def stored_events(self) -> int:
         return len(self.redis.keys("hookrules:event:*"))
@@ -165,7 +165,7 @@ def run_service(
     url = f"http://127.0.0.1:{port}"
     service = Service(url, db, sdp, processes)
     want = 200 if worker else 503
-    if not wait_until(lambda: http_status(url + "/health") == want, timeout_s=30):
+    if not wait_until(lambda: http_status(url + "/ready") == want, timeout_s=30):
         for process in processes:
             process.stop()
         raise RuntimeError(f"the service did not come up:\n{service.logs()}")

@@ -70,7 +70,7 @@ def test_health_fails_when_jobs_wait_although_workers_beat(redis_url: str, tmp_p
         # A worker that still beats but takes nothing: a fresh heartbeat, and a job due 5 s ago.
         db.set("hookrules:heartbeat", json.dumps({"at": time.time(), "worker": "stuck:1", "ruleset": "x"}), ex=60)
         db.zadd("arq:queue", {"evt_stuck": int((time.time() - 5) * 1000)})
-        reply = httpx.get(f"{api.url}/health", headers=ADMIN, timeout=5)
+        reply = httpx.get(f"{api.url}/ready", headers=ADMIN, timeout=5)
         assert reply.status_code == 503
         assert any("the workers are not taking jobs" in p for p in reply.json()["problems"])
         assert reply.json()["queue"]["oldest_wait_s"] >= 5
@@ -79,3 +79,25 @@ def test_health_fails_when_jobs_wait_although_workers_beat(redis_url: str, tmp_p
     finally:
         for process in api.processes:
             process.stop()
+
+
+def test_liveness_and_metrics(service: Service) -> None:
+    event_id, _ = post_milestone(service, "milestone-completed.json")
+    assert service.wait_event(event_id, lambda r: r["actions"].get("close-finished-milestone:0", {}).get("outcome") == "done")
+    service.post(b"{}", {"X-Hook-Token": "wrong"})  # one refused
+    alive = httpx.get(f"{service.url}/health", timeout=5)
+    assert alive.status_code == 200 and alive.json() == {"status": "alive"}
+    assert httpx.get(f"{service.url}/metrics", timeout=5).status_code == 401
+    text = httpx.get(f"{service.url}/metrics", headers=ADMIN, timeout=5).text
+
+    def value(series: str) -> float:
+        line = next(line for line in text.splitlines() if line.startswith(series + " "))
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value('hookrules_webhooks_total{outcome="202",source="sdp"}') >= 1
+    assert value('hookrules_webhooks_total{outcome="401",source="sdp"}') >= 1
+    assert value('hookrules_rule_matched_total{rule="close-finished-milestone"}') >= 1
+    assert value('hookrules_actions_total{connector="sdp",outcome="done"}') >= 1
+    assert value("hookrules_decision_latency_seconds_count") >= 1
+    assert value("hookrules_up") == 1.0
+    assert 'hookrules_ruleset_info{rules="2",version="' in text

@@ -92,7 +92,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--demo"], env=env, cwd=ROOT,
                           stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=40), \
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), \
             (tmp_path / "up.log").read_text()
         assert wait_until(lambda: "hookrules is running" in (tmp_path / "up.log").read_text(), timeout_s=10)
         processes = descendants(up.pid)
@@ -117,7 +117,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         assert up.wait(timeout=30) == 0
         assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10), \
             [pid for pid in processes if alive(pid)]
-        assert http_status(f"http://127.0.0.1:{port}/health") is None
+        assert http_status(f"http://127.0.0.1:{port}/ready") is None
     finally:
         stop(up)
         log.close()
@@ -130,7 +130,7 @@ def test_up_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
     up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
                           stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=40), log.read_text()
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), log.read_text()
         processes = descendants(up.pid)
         api = next(pid for pid in processes if b"\0api" in Path(f"/proc/{pid}/cmdline").read_bytes())
         os.kill(api, signal.SIGKILL)
@@ -148,7 +148,7 @@ def test_up_killed_outright_takes_its_children_and_redis_along(tmp_path: Path) -
     up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
                           stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=40), log.read_text()
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), log.read_text()
         processes = descendants(up.pid)
         assert any(b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes)
         up.kill()  # SIGKILL: no chance to clean up; the kernel tells the children (Linux)

@@ -169,7 +169,7 @@ def test_refused_refresh_is_reported_in_health_and_not_retried_at_once(redis_url
                        HOOKRULES_SDP_CLIENT_SECRET=CLIENT.client_secret, HOOKRULES_SDP_REFRESH_TOKEN=CLIENT.refresh_token)
         api = run_service(tmp_path, env, worker=False)
         try:
-            report = httpx.get(f"{api.url}/health", headers=ADMIN, timeout=5).json()
+            report = httpx.get(f"{api.url}/ready", headers=ADMIN, timeout=5).json()
         finally:
             api.processes[0].stop()
         assert report["connectors"]["sdp"]["auth"] == "oauth"

@@ -88,11 +88,11 @@ def test_a_400_is_a_dead_letter_and_replay_after_the_fix_applies_it_once(redis_u
             shown = hookrules("dead", "list", env=base_env(REDIS_URL=with_db(redis_url, 12)))
             assert shown.returncode == 0 and letter in shown.stdout and "1 dead letter(s)" in shown.stdout
 
-            broken = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()["ruleset"]["version"]
+            broken = httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).json()["ruleset"]["version"]
             (rules / "rule.yaml").write_text(PRIORITY_RULE % "High")  # the fix
 
             def fixed_everywhere() -> bool:
-                health = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
+                health = httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).json()
                 return health["ruleset"]["version"] != broken and health["worker"]["ruleset_version"] == health["ruleset"]["version"]
 
             assert wait_until(fixed_everywhere, timeout_s=10)
@@ -161,7 +161,7 @@ def test_a_rule_that_feeds_on_its_own_echoes_is_stopped_as_a_loop(redis_url: str
                 event_id = echo_back(service, url)
             assert applied.puts[MILESTONE] == 3
             stopped = service.wait_event(event_id, lambda r: r["decision"] is not None)
-            health = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
+            health = httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).json()
             assert [(loop["rule"], loop["entity"]) for loop in health["loops"]] == [("tick-title", f"sdp:milestone:{MILESTONE}")]
             assert any("stopped as a loop" in w for w in health["warnings"])
             assert stopped["decision"]["actions"] == []

@@ -113,8 +113,10 @@ VARIANTS = [
     Variant(HOOK, GenerationMode.NEGATIVE, {}, {"source": "open"}),
     Variant(HOOK, GenerationMode.POSITIVE, HOOK_TOKEN, {"source": "fenced"}),  # 403
     Variant(HOOK, GenerationMode.POSITIVE, HOOK_TOKEN, {"source": "slow"}),  # 429
-    Variant("GET /health", GenerationMode.POSITIVE),
-    Variant("GET /health", GenerationMode.POSITIVE, ADMIN),  # the whole report
+    Variant("GET /ready", GenerationMode.POSITIVE),
+    Variant("GET /ready", GenerationMode.POSITIVE, ADMIN),  # the whole report
+    Variant("GET /health", GenerationMode.POSITIVE),  # liveness
+    Variant("GET /metrics", GenerationMode.POSITIVE, ADMIN),
     Variant("GET /openapi.json", GenerationMode.POSITIVE, ADMIN),
     *(Variant(name, mode, headers) for name in ADMIN_OPERATIONS for mode, headers in [
         (GenerationMode.POSITIVE, ADMIN),
@@ -187,7 +189,7 @@ class Fuzz:
     def alive(self) -> None:
         for process in self.service.processes:
             assert process.popen.poll() is None, f"{process.name} exited\n{process.output()[-3000:]}"
-        reply = httpx.get(f"{self.url}/health", timeout=10)
+        reply = httpx.get(f"{self.url}/ready", timeout=10)
         assert reply.status_code == 200, reply.text
         assert self.stored() == len(self.accepted), "stored events differ from the events answered 202"
 
@@ -252,7 +254,7 @@ def fuzz(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
 def test_description_is_valid_openapi() -> None:
     SCHEMA.validate()
     assert set(OPERATIONS) == {
-        HOOK, "GET /health", "GET /openapi.json", *ADMIN_OPERATIONS,
+        HOOK, "GET /ready", "GET /health", "GET /metrics", "GET /openapi.json", *ADMIN_OPERATIONS,
     }
     # Every error answer of every route is the shared {"error": ...} shape.
     shared = OPENAPI["components"]["responses"]
@@ -261,7 +263,7 @@ def test_description_is_valid_openapi() -> None:
             if method == "parameters":
                 continue
             for status, response in operation["responses"].items():
-                if int(status) < 400 or path == "/health":  # /health's 503 is its report
+                if int(status) < 400 or path == "/ready":  # /ready's 503 is its report
                     continue
                 ref = response["$ref"].rsplit("/", 1)[-1]
                 schema = shared[ref]["content"]["application/json"]["schema"]

@@ -17,7 +17,7 @@ SAMPLE = json.loads((ROOT / "samples" / "milestone-slipped.json").read_text())
 
 
 def health(service: Service) -> dict:
-    return httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
+    return httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).json()
 
 
 def decided(service: Service, description: str) -> dict:
@@ -61,7 +61,7 @@ def test_good_edit_applies_and_broken_edit_is_refused_while_events_flow(redis_ur
             assert report["ruleset"]["version"] == second
             assert report["ruleset"]["errors"][0].startswith(f"{path}:")
             assert any("the last rule edit was refused" in w for w in report["warnings"])
-            assert httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).status_code == 200  # still serving
+            assert httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).status_code == 200  # still serving
             still = decided(service, "while the edit is broken")
             assert [a["rule_id"] for a in still["shadowed"]] == ["raise-priority-when-slipping"]
             assert "rule edit refused" in service.logs()

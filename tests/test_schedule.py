@@ -70,7 +70,7 @@ def test_scheduled_rule_closes_overdue_milestones_once_per_tick(redis_url: str, 
             assert list(lists.values()) == [1], requests  # one scan for the tick, not one per worker
             puts = sum(v for k, v in requests.items() if k.startswith("PUT "))
             assert puts == 22  # each overdue milestone closed once
-            health = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
+            health = httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).json()
             scan = health["schedules"]["close-overdue"]
             assert scan["schedule"] == "0 0 1 1 *" and scan["last_scan"]["items"] == 30 and scan["last_scan"]["error"] is None
         finally:

@@ -97,9 +97,9 @@ def test_only_the_webhook_route_and_a_short_health_answer_are_open(service: Serv
     assert httpx.get(f"{service.url}/events/{event_id}", timeout=5).status_code == 401
     assert httpx.get(f"{service.url}/events/{event_id}", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
     assert httpx.get(f"{service.url}/admin/dead-letters", timeout=5).status_code == 401
-    short = httpx.get(f"{service.url}/health", timeout=5)
+    short = httpx.get(f"{service.url}/ready", timeout=5)
     assert short.status_code == 200 and short.json() == {"status": "ok"}
-    assert "ruleset" in httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5).json()
+    assert "ruleset" in httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5).json()
 
 
 def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert reply.status_code == 503
         assert reply.headers["retry-after"] == "5"
         assert "unreachable" in reply.json()["error"]
-        health = httpx.get(f"{down.url}/health", headers=ADMIN, timeout=10)
+        health = httpx.get(f"{down.url}/ready", headers=ADMIN, timeout=10)
         assert health.status_code == 503
         assert health.json()["redis"]["reachable"] is False
         # Bad input is still judged before Redis is needed.
@@ -122,7 +122,7 @@ def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_health(service: Service, redis_url: str, tmp_path: Path) -> None:
-    reply = httpx.get(f"{service.url}/health", headers=ADMIN, timeout=5)
+    reply = httpx.get(f"{service.url}/ready", headers=ADMIN, timeout=5)
     assert reply.status_code == 200
     report = reply.json()
     assert report["status"] == "ok"
@@ -138,7 +138,7 @@ def test_health(service: Service, redis_url: str, tmp_path: Path) -> None:
     redis.Redis.from_url(url).flushdb()
     lonely = run_service(tmp_path, base_env(REDIS_URL=url), worker=False)
     try:
-        reply = httpx.get(f"{lonely.url}/health", headers=ADMIN, timeout=5)
+        reply = httpx.get(f"{lonely.url}/ready", headers=ADMIN, timeout=5)
         assert reply.status_code == 503
         assert reply.json()["problems"] == ["no worker has reported in the last 3 s"]
     finally:

@@ -19,7 +19,7 @@ from typing import Any
 
 from arq import Retry
 
-from engine import store
+from engine import stats, store
 from engine.config import Settings
 from engine.echo import written
 from engine.models import Request
@@ -104,6 +104,7 @@ async def run_action(
         "at": time.time(),
     }
     await store.record_outcome(ctx["redis"], event_id, key, record)
+    await stats.count_action(ctx["redis"], request.connector, outcome, time.time() - first_at)
     if outcome == "done" and (write := written(request)) is not None:
         # Remember it, so the webhook that brings it back is known as our own echo.
         kind, entity_id, fields = write

@@ -14,7 +14,7 @@ from typing import Any
 
 from arq import Retry
 
-from engine import store
+from engine import stats, store
 from engine.actions import ActionError
 from engine.changes import diff, merge
 from engine.config import Settings
@@ -54,6 +54,7 @@ async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict
         decision = decide(event, previous, ruleset, now, fetched, echo=echo)
         decision = await _stop_loops(redis, ctx["settings"], event, decision)
         await store.record_decision(redis, decision)
+        await stats.count_decision(redis, decision, event.received_at, time.time())
         await store.save_snapshot(redis, event, current)
     finally:
         await store.end_turn(redis, event)

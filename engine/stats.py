@@ -1,0 +1,111 @@
+"""Counters every process adds to in Redis, for /metrics, the dashboard and `status`.
+
+The API counts webhooks, the workers count rule outcomes and actions; one Redis hash per
+subject keeps them together across all processes and restarts. Per-minute counts of the last
+day feed the dashboard's chart; latency is kept as Prometheus-style cumulative buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from engine.models import Decision
+
+RULES = "hookrules:stats:rules"  # "<rule>|candidates", "<rule>|matched", "<rule>|errors", "<rule>|last_match"
+INTAKE = "hookrules:stats:intake"  # "<source>|<status>"
+ACTIONS = "hookrules:stats:actions"  # "<connector>|<outcome>"
+LATENCY = "hookrules:stats:latency"  # "<name>|<le>", "<name>|sum", "<name>|count"
+MINUTE = "hookrules:stats:minute:"  # + epoch minute: "events", "actions"
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+DAY_S = 24 * 3600
+
+
+def _minute_key(now: float) -> str:
+    return f"{MINUTE}{int(now // 60) * 60}"
+
+
+async def count_intake(redis: ArqRedis, source: str, status: int, duplicate: bool = False) -> None:
+    outcome = "duplicate" if duplicate else str(status)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hincrby(INTAKE, f"{source}|{outcome}", 1)
+        if status == 202 and not duplicate:
+            pipe.hincrby(_minute_key(time.time()), "events", 1)
+            pipe.expire(_minute_key(time.time()), DAY_S)
+        await pipe.execute()
+
+
+def _observe(pipe: Any, name: str, seconds: float) -> None:
+    for le in BUCKETS:
+        if seconds <= le:
+            pipe.hincrby(LATENCY, f"{name}|{le}", 1)
+    pipe.hincrby(LATENCY, f"{name}|+Inf", 1)
+    pipe.hincrbyfloat(LATENCY, f"{name}|sum", seconds)
+    pipe.hincrby(LATENCY, f"{name}|count", 1)
+
+
+async def count_decision(redis: ArqRedis, decision: Decision, received_at: float, now: float) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for result in decision.results:
+            pipe.hincrby(RULES, f"{result.rule_id}|candidates", 1)
+            if result.matched:
+                pipe.hincrby(RULES, f"{result.rule_id}|matched", 1)
+                pipe.hset(RULES, f"{result.rule_id}|last_match", str(now))
+            if result.error:
+                pipe.hincrby(RULES, f"{result.rule_id}|errors", 1)
+                pipe.hset(RULES, f"{result.rule_id}|last_error", result.error[:300])
+        _observe(pipe, "decided", max(0.0, now - received_at))
+        await pipe.execute()
+
+
+async def count_action(redis: ArqRedis, connector: str | None, outcome: str, since_first_s: float | None) -> None:
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hincrby(ACTIONS, f"{connector or 'http'}|{outcome}", 1)
+        if outcome in ("done", "failed"):
+            pipe.hincrby(_minute_key(now), "actions", 1)
+            pipe.expire(_minute_key(now), DAY_S)
+        if outcome == "done" and since_first_s is not None:
+            _observe(pipe, "action_done", since_first_s)
+        await pipe.execute()
+
+
+def _split(raw: dict[bytes, bytes]) -> dict[str, dict[str, str]]:
+    grouped: dict[str, dict[str, str]] = {}
+    for key, value in raw.items():
+        subject, _, field = key.decode().rpartition("|")
+        grouped.setdefault(subject, {})[field] = value.decode()
+    return grouped
+
+
+async def read_stats(redis: ArqRedis, minutes: int = 60) -> dict[str, Any]:
+    rules_raw, intake_raw, actions_raw, latency_raw = [
+        _split(await redis.hgetall(key)) for key in (RULES, INTAKE, ACTIONS, LATENCY)
+    ]
+    now_minute = int(time.time() // 60) * 60
+    starts = [now_minute - 60 * n for n in range(minutes - 1, -1, -1)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in starts:
+            pipe.hgetall(f"{MINUTE}{start}")
+        per_minute = await pipe.execute()
+    return {
+        "rules": {
+            rule: {
+                "candidates": int(fields.get("candidates", 0)),
+                "matched": int(fields.get("matched", 0)),
+                "errors": int(fields.get("errors", 0)),
+                "last_match": float(fields["last_match"]) if "last_match" in fields else None,
+                "last_error": fields.get("last_error"),
+            }
+            for rule, fields in rules_raw.items()
+        },
+        "intake": {source: {k: int(v) for k, v in fields.items()} for source, fields in intake_raw.items()},
+        "actions": {connector: {k: int(v) for k, v in fields.items()} for connector, fields in actions_raw.items()},
+        "latency": {name: {k: float(v) for k, v in fields.items()} for name, fields in latency_raw.items()},
+        "timeline": [
+            {"minute": start, "events": int(counts.get(b"events", 0)), "actions": int(counts.get(b"actions", 0))}
+            for start, counts in zip(starts, per_minute)
+        ],
+    }
