@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
-from engine import masking
+from engine import logs, masking
 from engine.config import ConfigError, Settings, load_settings
 from engine.rule_files import load_ruleset
 from engine.rules import RuleProblems, Ruleset
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s [{command}] %(name)s: %(message)s"
 
 
 class Fatal(Exception):
@@ -306,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # The command in each line tells apart the processes `up` runs in one terminal.
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT.format(command=args.command), stream=sys.stderr)
+    logs.configure(args.command, os.environ.get("HOOKRULES_LOG_FORMAT", "text"))
     # httpx logs every URL at INFO, query string included, where an http.request action may
     # carry a key; the worker logs each action's outcome itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)

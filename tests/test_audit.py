@@ -101,3 +101,25 @@ def test_liveness_and_metrics(service: Service) -> None:
     assert value("hookrules_decision_latency_seconds_count") >= 1
     assert value("hookrules_up") == 1.0
     assert 'hookrules_ruleset_info{rules="2",version="' in text
+
+
+def test_json_logs_carry_event_and_rule_ids(redis_url: str, tmp_path: Path) -> None:
+    from stand_in import StandIn
+
+    url = with_db(redis_url, 6)
+    db = redis.Redis.from_url(url)
+    db.flushdb()
+    with StandIn() as sdp:
+        env = base_env(REDIS_URL=url, HOOKRULES_LOG_FORMAT="json", HOOKRULES_SDP_URL=sdp.url + "/app/x", HOOKRULES_SDP_TOKEN="t0ken-value")
+        service = run_service(tmp_path, env, db=db)
+        try:
+            event_id, _ = post_milestone(service, "milestone-completed.json")
+            assert service.wait_event(event_id, lambda r: r["actions"].get("close-finished-milestone:0", {}).get("outcome") == "done")
+            lines = [json.loads(line) for p in service.processes for line in p.output().splitlines() if line.startswith("{")]
+        finally:
+            for process in service.processes:
+                process.stop()
+    about = [line for line in lines if line.get("event_id") == event_id]
+    assert {line["process"] for line in about} == {"api", "worker"}
+    assert any(line.get("rule_id") == "close-finished-milestone" and line.get("action") == "sdp.milestones.update" for line in about)
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)

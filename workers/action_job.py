@@ -110,7 +110,7 @@ async def run_action(
         kind, entity_id, fields = write
         await store.remember_write(ctx["redis"], request.connector or "", kind, entity_id, fields, settings.echo_window_s)
     log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event_id, key, outcome, result.http_status, attempts,
-             f": {error}" if outcome == "failed" else "")
+             f": {error}" if outcome == "failed" else "", extra={"event_id": event_id, "rule_id": rule_id, "action": action_name})
     if outcome == "retrying":
         delay = backoff_s(attempts, result.retry_after_s, settings.backoff_s) if result.sent else (result.retry_after_s or 1.0)
         raise Retry(defer=delay)

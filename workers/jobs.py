@@ -60,7 +60,8 @@ async def process_event(ctx: dict[str, Any], event_data: dict[str, Any]) -> dict
         await store.end_turn(redis, event)
     queued = await _dispatch(redis, ctx["settings"], decision)
     matched = [r.rule_id for r in decision.results if r.matched]
-    log.info("event %s (%s %s): matched %s, %d action(s) queued", event.id, event.source, event.type, matched, queued)
+    log.info("event %s (%s %s): matched %s, %d action(s) queued", event.id, event.source, event.type, matched, queued,
+             extra={"event_id": event.id, "source": event.source, "rule_id": ",".join(matched) or None})
     return {"matched": matched, "queued": queued}
 
 
@@ -84,7 +85,7 @@ async def _stop_loops(redis: Any, settings: Settings, event: Event, decision: De
             stopped[rule_id] = (f"stopped as a loop: it acted on {event.entity.kind} {event.entity.id} {count} times "
                                 f"within {settings.loop_window_s} s (HOOKRULES_LOOP_LIMIT={settings.loop_limit})")
             await store.record_loop(redis, rule_id, event)
-            log.warning("rule %s: %s", rule_id, stopped[rule_id])
+            log.warning("rule %s: %s", rule_id, stopped[rule_id], extra={"event_id": event.id, "rule_id": rule_id})
     if not stopped:
         return decision
     results = [replace(r, error=stopped[r.rule_id]) if r.rule_id in stopped else r for r in decision.results]
