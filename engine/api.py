@@ -34,6 +34,7 @@ from engine.openapi import OPENAPI
 from engine.reload import RulesReloader
 from engine.responses import error, redis_down
 from engine.rules import Ruleset
+from engine.ui import ui_routes
 
 log = logging.getLogger("hookrules.api")
 
@@ -50,6 +51,15 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise Rejected(413, f"the body is over the limit of {limit} bytes (HOOKRULES_MAX_BODY)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# Headers that carry a secret are left out of the audit record.
+SECRET_HEADERS = {"authorization", "cookie", "x-hook-token", "x-hook-signature", "x-hub-signature-256", "webhook-signature"}
+
+
+def received_record(headers: Mapping[str, str], address: str | None) -> dict[str, Any]:
+    kept = {name: value[:500] for name, value in headers.items() if name not in SECRET_HEADERS}
+    return {"address": address, "headers": kept}
 
 
 async def receive_hook(request: Request) -> JSONResponse:
@@ -89,7 +99,7 @@ async def intake(request: Request) -> JSONResponse:
     except Rejected as exc:
         return error(exc.status, exc.reason)
     try:
-        created = await store.store_event(request.app.state.redis, event, settings.event_ttl_s)
+        created = await store.store_event(request.app.state.redis, event, settings.event_ttl_s, received_record(headers, address))
     except (RedisError, OSError) as exc:
         return redis_down(exc)
     log.info("event %s from %s: %s %s %s%s", event.id, source.name, event.type, event.entity.kind,
@@ -195,6 +205,7 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
             Route("/admin/dead-letters", dead_letters, methods=["GET"]),
             Route("/admin/dead-letters/{letter_id}", dead_letters, methods=["GET", "DELETE"]),
             Route("/admin/dead-letters/{letter_id}/replay", dead_letters, methods=["POST"]),
+            *ui_routes(),
         ],
         lifespan=lifespan,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.actions import ActionError
 from engine.changes import diff, merge
+from engine.explain import because
 from engine.logic import LogicError
 from engine.models import Decision, Event, PlannedAction, RuleResult
 from engine.rules import Rule, Ruleset
@@ -70,7 +71,8 @@ def decide(
         except LogicError as exc:
             results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"condition failed: {exc}"))
             continue
-        results.append(RuleResult(rule.id, rule.mode, matched=matched))
+        why = because(rule.condition.source, rule_data) if rule.condition is not None else "no 'when': every event matches"
+        results.append(RuleResult(rule.id, rule.mode, matched=matched, because=why))
         if matched:
             planned = [plan(rule, index, rule_data, ruleset) for index in range(len(rule.actions))]
             (actions if rule.mode == "on" else shadowed).extend(planned)

@@ -9,14 +9,21 @@ into the deciding part, so the answer is the smallest piece an author can look a
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
-from engine.logic import compile_condition, is_truthy
+from engine.logic import Condition, compile_condition, is_truthy
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> Condition:
+    # Explanations are worked out for every decision: compile each part once, not per event.
+    return compile_condition(json.loads(text))
 
 
 def _value(condition: Any, data: Any) -> Any:
-    return compile_condition(condition).evaluate(data)
+    return _compiled(json.dumps(condition, sort_keys=True)).evaluate(data)
 
 
 def deciding_part(condition: Any, data: Any) -> tuple[Any, Any]:

@@ -59,6 +59,7 @@ async def health_report(redis: Any, rules: RulesReloader, settings: Settings, no
             "heartbeat_age_s": age,
             "worker": beat and beat["worker"],
             "ruleset_version": beat and beat.get("ruleset"),
+            "last_job_age_s": round(now - consumed, 3) if (consumed := await store.last_consumed(redis)) else None,
             "arq": arq_line,
         }
         if age is None or age > 3 * settings.heartbeat_s:

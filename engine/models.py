@@ -98,6 +98,7 @@ class RuleResult:
     matched: bool
     error: str | None = None  # the condition could not be evaluated, a fetch failed, or a loop was stopped
     skipped: str | None = None  # why the rule was not asked at all (an echo of our own write)
+    because: str | None = None  # the part of the condition that decided, and its value
 
 
 @dataclass(frozen=True)

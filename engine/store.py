@@ -35,6 +35,7 @@ INDEX_KEY = "hookrules:events"  # every stored event id, scored by when it arriv
 INDEX_MAX = 100_000  # events listed at most; older ones stay readable by id until their TTL  # actions given up on: "event id|rule:n" scored by when  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
+CONSUMED_KEY = "hookrules:consumed"  # when a worker last started a job
 QUEUE = default_queue_name
 ARQ_HEALTH_KEY = QUEUE + health_check_key_suffix
 
@@ -62,7 +63,7 @@ def connect(url: str) -> ArqRedis:
     return redis
 
 
-async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
+async def store_event(redis: ArqRedis, event: Event, ttl_s: int, received: dict[str, Any] | None = None) -> bool:
     """Store the event and queue its job in one transaction. False when this event (the same
     delivery) is already stored: a resend. Only a True or False here means it is in Redis."""
     event_key = EVENT_PREFIX + event.id
@@ -77,7 +78,7 @@ async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
         data = event.to_dict()
         job = serialize_job("process_event", (data,), {}, None, now_ms, serializer=job_serializer)
         pipe.multi()
-        pipe.hset(event_key, mapping={"event": json.dumps(data), "status": "queued"})
+        pipe.hset(event_key, mapping={"event": json.dumps(data), "status": "queued", "received": json.dumps(received or {})})
         pipe.pexpire(event_key, ttl_ms)
         # The job lives as long as the event record, not arq's default 24 h: workers that are
         # down for a weekend still find every accepted event when they come back.
@@ -90,7 +91,6 @@ async def store_event(redis: ArqRedis, event: Event, ttl_s: int) -> bool:
         # The index behind GET /events, newest last; trimmed by age (the records' TTL) and count.
         pipe.zadd(INDEX_KEY, {event.id: event.received_at})
         pipe.zremrangebyscore(INDEX_KEY, "-inf", event.received_at - ttl_s)
-        pipe.zremrangebyrank(INDEX_KEY, 0, -INDEX_MAX - 1)
         try:
             await pipe.execute()
         except WatchError:
@@ -152,7 +152,7 @@ async def save_snapshot(redis: ArqRedis, event: Event, data: dict[str, Any]) -> 
 async def record_decision(redis: ArqRedis, decision: Decision) -> None:
     await redis.hset(
         EVENT_PREFIX + decision.event_id,
-        mapping={"decision": json.dumps(decision.to_dict()), "status": "decided"},
+        mapping={"decision": json.dumps(decision.to_dict()), "status": "decided", "decided_at": str(time.time())},
     )
 
 
@@ -227,7 +227,9 @@ async def event_record(redis: ArqRedis, event_id: str) -> dict[str, Any] | None:
     }
     return {
         "event": json.loads(fields["event"]),
+        "received": json.loads(fields.get("received") or "{}"),
         "status": fields.get("status"),
+        "decided_at": float(fields["decided_at"]) if "decided_at" in fields else None,
         "decision": json.loads(fields["decision"]) if "decision" in fields else None,
         "actions": actions,
     }
@@ -295,6 +297,16 @@ async def recent_loops(redis: ArqRedis, since: float) -> list[dict[str, Any]]:
     return [{"rule": m.decode().split("|", 1)[0], "entity": m.decode().split("|", 1)[1], "at": at} for m, at in members]
 
 
+async def trim_events(redis: ArqRedis, keep: int = INDEX_MAX) -> int:
+    """Retention by count: the records of events beyond the newest `keep` go (age is their TTL)."""
+    extra = int(await redis.zcard(INDEX_KEY)) - keep
+    if extra <= 0:
+        return 0
+    oldest = await redis.zpopmin(INDEX_KEY, extra)
+    await redis.delete(*(EVENT_PREFIX + member.decode() for member, _ in oldest))
+    return len(oldest)
+
+
 async def recent_event_ids(redis: ArqRedis, since: float, until: float, limit: int) -> list[str]:
     """Event ids received in [since, until], newest first."""
     ids = await redis.zrevrangebyscore(INDEX_KEY, until, since, start=0, num=limit)
@@ -305,3 +317,8 @@ async def oldest_queued_age(redis: ArqRedis, now_ms: int) -> float | None:
     """Seconds the oldest job due now has been waiting, or None when none is due."""
     due = await redis.zrangebyscore(QUEUE, "-inf", now_ms, start=0, num=1, withscores=True)
     return (now_ms - due[0][1]) / 1000 if due else None
+
+
+async def last_consumed(redis: ArqRedis) -> float | None:
+    raw = await redis.get(CONSUMED_KEY)
+    return float(raw) if raw else None

@@ -138,7 +138,7 @@ def test_the_echo_of_our_own_write_does_not_trigger_the_rule_again(redis_url: st
             echo = echo_back(service, url)
             record = service.wait_event(echo, lambda r: r["decision"] is not None)
             assert record["decision"]["results"] == [
-                {"rule_id": "tick-title", "mode": "on", "matched": False, "error": None, "skipped": "an echo of hookrules' own write"}]
+                {"rule_id": "tick-title", "mode": "on", "matched": False, "error": None, "skipped": "an echo of hookrules' own write", "because": None}]
             # A real edit afterwards is news again.
             later = service.post(milestone_body(MILESTONE, title="Plan B")).json()["event_id"]
             assert outcome_of(service, later, "tick-title:0")["outcome"] == "done"

@@ -48,15 +48,15 @@ def test_good_edit_applies_and_broken_edit_is_refused_while_events_flow(redis_ur
             path = rules / "sdp-milestones.yaml"
             text = path.read_text()
             path.write_text(text.replace("  - id: raise-priority-when-slipping\n", "  - id: raise-priority-when-slipping\n    mode: shadow\n"))
-            assert wait_until(lambda: health(service)["ruleset"]["version"] != first, timeout_s=15)
+            assert wait_until(lambda: health(service)["ruleset"]["version"] != first, timeout_s=40)
             second = health(service)["ruleset"]["version"]
-            assert wait_until(lambda: health(service)["worker"]["ruleset_version"] == second, timeout_s=15)
+            assert wait_until(lambda: health(service)["worker"]["ruleset_version"] == second, timeout_s=40)
             after_edit = decided(service, "after a good edit")
             assert after_edit["actions"] == [] and [a["rule_id"] for a in after_edit["shadowed"]] == ["raise-priority-when-slipping"]
 
             # A broken edit: refused; the shadow version keeps running and /health says why.
             path.write_text(path.read_text().replace("event: \"milestone.*\"", "event: [", 1))
-            report = wait_until(lambda: (h := health(service))["ruleset"]["errors"] and h, timeout_s=15)
+            report = wait_until(lambda: (h := health(service))["ruleset"]["errors"] and h, timeout_s=40)
             assert report, service.logs()
             assert report["ruleset"]["version"] == second
             assert report["ruleset"]["errors"][0].startswith(f"{path}:")
@@ -68,7 +68,7 @@ def test_good_edit_applies_and_broken_edit_is_refused_while_events_flow(redis_ur
 
             # Fixed: errors clear.
             path.write_text(text)
-            assert wait_until(lambda: health(service)["ruleset"]["errors"] == [], timeout_s=15)
+            assert wait_until(lambda: health(service)["ruleset"]["errors"] == [], timeout_s=40)
             assert health(service)["ruleset"]["version"] == first
         finally:
             for process in service.processes:

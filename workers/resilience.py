@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from arq import Retry
 from redis.exceptions import RedisError
+
+from engine.store import CONSUMED_KEY
 
 log = logging.getLogger("hookrules.worker")
 T = TypeVar("T")
@@ -25,6 +28,8 @@ def retry_on_redis_errors(job: Callable[..., Awaitable[T]]) -> Callable[..., Awa
     @functools.wraps(job)
     async def wrapper(ctx: dict[str, Any], *args: Any) -> T:
         try:
+            # "When did a worker last take a job": /ready reads it beside the queue's age.
+            await ctx["redis"].set(CONSUMED_KEY, str(time.time()))
             return await job(ctx, *args)
         except (RedisError, ConnectionError) as exc:
             log.warning("%s: Redis was unreachable (%s); trying again in %g s", job.__name__, exc, REDIS_RETRY_S)

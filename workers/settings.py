@@ -41,6 +41,7 @@ async def _beat(ctx: dict[str, Any]) -> None:
     while True:
         try:
             await store.write_heartbeat(ctx["redis"], ctx["worker_id"], settings.heartbeat_s, ctx["rules"].ruleset.version)
+            await store.trim_events(ctx["redis"])
         except Exception as exc:  # Redis away for a moment: the next beat tries again
             log.warning("heartbeat not written: %s", exc)
         await asyncio.sleep(settings.heartbeat_s)
