@@ -148,6 +148,7 @@ def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
         f"  curl -s {sandbox}/_sandbox/milestones/2258743870606263/2007594064055157",
         "and what happened to the event:",
         f'  curl -s -H "Authorization: Bearer {admin_shell}" {base}/events/<event_id from the answer>',
+        f"or open the dashboard, {base}/ui, and sign in with the token from: echo {admin_shell}",
     ]
     return ["sandbox", "--port", str(settings.port + 1)], lines
 
