@@ -95,7 +95,7 @@ async def intake(request: Request) -> JSONResponse:
     except Rejected as exc:
         return error(exc.status, exc.reason)
     try:
-        event = to_event(source, headers, body, received_at=time.time())
+        event = to_event(source, headers, body, received_at=time.time(), query=request.query_params)
     except Rejected as exc:
         return error(exc.status, exc.reason)
     try:

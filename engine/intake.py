@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from engine.auth import Rejected, authenticate
+from engine.shapes import mapped_entity, resolve, value_of, zoho_entity
 from engine.sources import Source
 from engine.dates import normalise_dates
 from engine.models import Entity, Event
 
+DEDUP_WINDOW_S = 300  # a body posted twice within the same five-minute window is one delivery
 MAX_DEPTH = 32
 MAX_KEYS = 10_000
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -27,8 +29,9 @@ _DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
 _NOT_ENTITIES = {"response_status", "list_info"}
 
 
-def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
-    """JSON, or a form whose `input_data` field holds JSON (as SDP sends it)."""
+def parse_body(content_type: str, body: bytes, form: str = "input_data") -> dict[str, Any]:
+    """JSON, or a form: with form="input_data" its `input_data` field holds JSON (as SDP sends
+    it); with form="fields" the form's fields are the object (as Zoho Projects sends them)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     try:
         text = body.decode("utf-8")
@@ -36,6 +39,9 @@ def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
         raise Rejected(400, "the body is not UTF-8 text") from None
     if media_type == "application/json" or media_type.endswith("+json"):
         where = "the body"
+    elif media_type == "application/x-www-form-urlencoded" and form == "fields":
+        fields = parse_qs(text, keep_blank_values=True)
+        return {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
     elif media_type == "application/x-www-form-urlencoded":
         fields = parse_qs(text, keep_blank_values=True)
         if "input_data" not in fields:
@@ -143,17 +149,43 @@ def event_id_for(source: str, delivery: str | None) -> str:
     return "evt_" + hashlib.sha256(f"{source}\0{delivery}".encode()).hexdigest()[:24]
 
 
-def to_event(source: Source, headers: Mapping[str, str], body: bytes, received_at: float) -> Event:
-    """Authenticate and parse a webhook. `headers` must have lower-case names."""
-    authenticate(source, headers, body, received_at)
-    payload = parse_body(headers.get("content-type", ""), body)
+def derived_delivery(source: str, body: bytes, received_at: float) -> str:
+    """For senders that give no delivery id: the same body from the same source within the
+    same DEDUP_WINDOW_S counts as one delivery, so an accidental double post is processed once."""
+    return f"auto:{hashlib.sha256(body).hexdigest()[:24]}:{int(received_at // DEDUP_WINDOW_S)}"
+
+
+def read_entity(source: Source, payload: dict[str, Any], parts: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if source.shape == "zoho":
+        return zoho_entity(payload)
+    if source.shape == "json":
+        return mapped_entity(source.mapping, parts)
     kind, obj = find_entity(payload)
-    delivery = delivery_id(headers)
+    return kind, normalise_dates(obj)
+
+
+def to_event(source: Source, headers: Mapping[str, str], body: bytes, received_at: float,
+             query: Mapping[str, str] | None = None) -> Event:
+    """Authenticate and read a webhook the way its source's shape says. `headers` must have
+    lower-case names."""
+    authenticate(source, headers, body, received_at)
+    payload = parse_body(headers.get("content-type", ""), body, "input_data" if source.shape == "sdp" else "fields")
+    check_size(payload, "the body")
+    parts = {"body": payload, "headers": headers, "query": dict(query or {})}
+    kind, data = read_entity(source, payload, parts)
+    if not _usable_id(data["id"]):
+        raise Rejected(400, f"{kind}.id must be a number or a short string of printable characters")
+    mapped_type = value_of(source.mapping["type"], parts) if "type" in source.mapping else None
+    mapped_delivery = resolve(source.mapping["delivery"], parts) if "delivery" in source.mapping else None
+    delivery = delivery_id(headers) or (str(mapped_delivery) if mapped_delivery not in (None, "") else None)
+    if delivery is None and source.shape != "sdp":
+        delivery = derived_delivery(source.name, body, received_at)
     return Event(
         id=event_id_for(source.name, delivery),
         source=source.name,
-        type=event_type(source, headers, payload, kind),
-        entity=Entity(kind=kind, id=str(obj["id"]), data=normalise_dates(obj)),
+        type=event_type(source, {**headers, **({"x-hook-event": mapped_type} if mapped_type and "x-hook-event" not in headers else {})},
+                        payload, kind),
+        entity=Entity(kind=kind, id=str(data["id"]), data=data),
         received_at=received_at,
         delivery_id=delivery,
         payload=payload,

@@ -24,12 +24,13 @@ from typing import Any
 import yaml
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-SHAPES = ("sdp",)
+SHAPES = ("sdp", "zoho", "json")  # see shapes.py
+MAP_KEYS = {"kind", "id", "fields", "type", "delivery"}
 # token: X-Hook-Token. hmac: X-Hook-Signature sha256=<hex>. github: X-Hub-Signature-256.
 # standard: Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature v1,<base64>).
 SCHEMES = ("token", "hmac", "github", "standard")
 DEFAULT_SCHEMES = ("token", "hmac")
-KEYS = {"shape", "default_event", "auth", "allow_ips", "rate"}
+KEYS = {"shape", "default_event", "auth", "allow_ips", "rate", "map"}
 DEFAULT_RATE = 100.0
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,6 +53,7 @@ class Source:
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     allow_ips: tuple[IpNetwork, ...] = ()  # empty: any address
     rate: float = DEFAULT_RATE
+    mapping: dict[str, str] = field(default_factory=dict)  # shape json: where things are (see shapes.py)
 
     @property
     def secret(self) -> str | None:
@@ -83,6 +85,24 @@ def _networks(value: Any, where: str) -> tuple[IpNetwork, ...]:
         raise SourceError(f"{where}: allow_ips: {exc}") from None
 
 
+def _mapping(value: Any, shape: str, where: str) -> dict[str, str]:
+    if value is None:
+        if shape == "json":
+            raise SourceError(f"{where}: shape json needs a map, e.g. map: {{kind: ticket, id: body.data.id, fields: body.data}}")
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise SourceError(f"{where}: map must be a mapping of {', '.join(sorted(MAP_KEYS))} to paths such as body.data.id")
+    unknown = set(value) - MAP_KEYS
+    if unknown:
+        raise SourceError(f"{where}: map has unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(MAP_KEYS))}")
+    if shape == "json" and "id" not in value:
+        raise SourceError(f"{where}: map needs id: the path of the entity's id, e.g. body.data.id")
+    for key in ("id", "fields", "delivery"):
+        if key in value and value[key].split(".", 1)[0] not in ("body", "headers", "query"):
+            raise SourceError(f"{where}: map.{key} must be a path starting with body., headers. or query., got {value[key]!r}")
+    return dict(value)
+
+
 def parse_source(name: Any, spec: Any, path: Path, env: Mapping[str, str]) -> Source:
     where = f"{path}: source {name!r}"
     if not isinstance(name, str) or not SOURCE_NAME.match(name):
@@ -105,10 +125,11 @@ def parse_source(name: Any, spec: Any, path: Path, env: Mapping[str, str]) -> So
         name=name,
         secrets=secrets,
         shape=shape,
-        default_event=spec.get("default_event"),
+        default_event=spec.get("default_event") or ("{kind}.updated" if shape == "zoho" else None),
         schemes=_schemes(spec["auth"], where) if "auth" in spec else DEFAULT_SCHEMES,
         allow_ips=_networks(spec["allow_ips"], where) if "allow_ips" in spec else (),
         rate=float(rate),
+        mapping=_mapping(spec.get("map"), shape, where),
     )
 
 
