@@ -133,12 +133,17 @@ def read_json(path: str | None, what: str) -> Any:
 
 def command_try(args: argparse.Namespace) -> int:
     from engine.dryrun import dry_run
-    from engine.intake import Rejected, find_entity
+    from engine.intake import Rejected, find_entity, read_request
 
-    _, ruleset = load()
-    body = read_json(args.event, "event")
-    if not isinstance(body, dict):
-        raise Fatal(f"the event file {args.event} must hold a JSON object such as {{\"milestone\": {{...}}}}", 2)
+    settings, ruleset = load()
+    source = settings.sources.get(args.source)
+    if source is None:
+        raise Fatal(f"unknown source {args.source!r}; the sources file has: {', '.join(sorted(settings.sources))}", 2)
+    try:
+        body = Path(args.event).read_bytes()
+    except OSError as exc:
+        raise Fatal(f"cannot read the event file {args.event}: {exc.strerror}", 2) from None
+    headers = {"content-type": args.content_type, **({"x-hook-event": args.event_type} if args.event_type else {})}
     previous = read_json(args.previous, "previous")
     if previous is not None and not isinstance(previous, dict):
         raise Fatal("the previous file must hold the entity itself, e.g. {\"id\": \"1\", \"status\": {...}}", 2)
@@ -148,9 +153,10 @@ def command_try(args: argparse.Namespace) -> int:
         except Rejected:
             pass
     try:
-        print(dry_run(ruleset, body, args.source, args.event_type, previous, read_json(args.fetched, "fetched")))
+        event = read_request(source, headers, body, time.time())
     except Rejected as exc:
         raise Fatal(f"the event cannot be used: {exc.reason}", 2) from None
+    print(dry_run(ruleset, event, previous, read_json(args.fetched, "fetched")))
     return 0
 
 
@@ -275,9 +281,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("directory", nargs="?", help="rules directory (default: HOOKRULES_RULES_DIR or rules/)")
     check.set_defaults(run=command_check)
     dry = commands.add_parser("try", help="show what the rules would do with an event, without sending anything")
-    dry.add_argument("event", help="a JSON file with the webhook body, e.g. samples/milestone-completed.json")
+    dry.add_argument("event", help="a file with the body as the sender posts it, e.g. samples/milestone-completed.json")
+    dry.add_argument("--content-type", default="application/json",
+                     help="the body's Content-Type (default application/json; application/x-www-form-urlencoded for a form)")
     dry.add_argument("--previous", help="a JSON file with the entity as it was before (default: first sight)")
-    dry.add_argument("--source", default="sdp", help="the source it came from (default: sdp)")
+    dry.add_argument("--source", default="sdp", help="the source it came from, read as that source's shape (default: sdp)")
     dry.add_argument("--event-type", help="the event type (default: <kind>.updated)")
     dry.add_argument("--fetched", help="a JSON file with the replies for the rules' fetch, by name")
     dry.set_defaults(run=command_try)

@@ -14,7 +14,7 @@ from typing import Any
 from engine.changes import diff, merge
 from engine.dates import normalise_dates
 from engine.decide import decide, rule_context
-from engine.examples import event_from_body, example_targets
+from engine.examples import example_targets
 from engine.explain import because
 from engine.models import Event, PlannedAction
 from engine.rules import Rule, Ruleset
@@ -58,15 +58,12 @@ def describe_rule(rule: Rule, event: Event, data: dict[str, Any], result: Any, p
 
 def dry_run(
     ruleset: Ruleset,
-    body: dict[str, Any],
-    source: str,
-    event_type: str | None = None,
+    event: Event,
     previous: dict[str, Any] | None = None,
     fetched: dict[str, Any] | None = None,
 ) -> str:
     """The report, as text. `fetched` gives every rule with a `fetch` the same replies by name."""
     ruleset = Ruleset(ruleset.rules, ruleset.version, example_targets(ruleset.targets), ruleset.files)
-    event = event_from_body("try", body, source, event_type)
     previous = normalise_dates(previous) if previous is not None else None
     now = time.time()
     reads = {rule.id: fetched or {} for rule in ruleset.rules if rule.fetches}

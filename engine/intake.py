@@ -169,6 +169,13 @@ def to_event(source: Source, headers: Mapping[str, str], body: bytes, received_a
     """Authenticate and read a webhook the way its source's shape says. `headers` must have
     lower-case names."""
     authenticate(source, headers, body, received_at)
+    return read_request(source, headers, body, received_at, query)
+
+
+def read_request(source: Source, headers: Mapping[str, str], body: bytes, received_at: float,
+                 query: Mapping[str, str] | None = None) -> Event:
+    """Read a request as its source's shape says, without authenticating it: `to_event` does
+    that first; `hookrules try` reads what a user pasted."""
     payload = parse_body(headers.get("content-type", ""), body, "input_data" if source.shape == "sdp" else "fields")
     check_size(payload, "the body")
     parts = {"body": payload, "headers": headers, "query": dict(query or {})}

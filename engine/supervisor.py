@@ -129,6 +129,7 @@ def demo_setup(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
     else:
         path = demo_secret(data_dir, "demo-secret")
         env["HOOKRULES_SOURCE_SDP_SECRET"] = path.read_text().strip()
+        env.setdefault("HOOKRULES_SOURCE_ZOHO_SECRET", env["HOOKRULES_SOURCE_SDP_SECRET"])
         secret_shell = f"$(cat {path})"
     if settings.admin_token:
         admin_shell = "$HOOKRULES_ADMIN_TOKEN"

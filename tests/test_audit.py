@@ -100,7 +100,7 @@ def test_liveness_and_metrics(service: Service) -> None:
     assert value('hookrules_actions_total{connector="sdp",outcome="done"}') >= 1
     assert value("hookrules_decision_latency_seconds_count") >= 1
     assert value("hookrules_up") == 1.0
-    assert 'hookrules_ruleset_info{rules="2",version="' in text
+    assert 'hookrules_ruleset_info{rules="3",version="' in text
 
 
 def test_json_logs_carry_event_and_rule_ids(redis_url: str, tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ def check(tmp_path: Path, text: str):  # noqa: ANN201
 def test_shipped_rules_and_examples_pass() -> None:
     done = hookrules("check")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "examples: 6 passed, 0 failed" in done.stdout
-    assert done.stdout.count("PASS ") == 6
+    assert "examples: 9 passed, 0 failed" in done.stdout
+    assert done.stdout.count("PASS ") == 9
 
 
 def test_passing_and_failing_examples(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def hookrules(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 def test_check_lists_the_rules() -> None:
     done = hookrules("check")
     assert done.returncode == 0, done.stderr
-    assert "OK: 2 rule(s)" in done.stdout
+    assert "OK: 3 rule(s)" in done.stdout
     assert "close-finished-milestone" in done.stdout
 
 

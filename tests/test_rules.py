@@ -51,7 +51,7 @@ def problems(tmp_path: Path, **files: str) -> list[str]:
 
 def test_shipped_rules_load() -> None:
     ruleset = load_ruleset(ROOT / "rules", TARGETS)
-    assert [r.id for r in ruleset.rules] == ["close-finished-milestone", "raise-priority-when-slipping"]
+    assert [r.id for r in ruleset.rules] == ["close-finished-milestone", "raise-priority-when-slipping", "archive-finished-project"]
     assert all(r.mode == "on" for r in ruleset.rules)
 
 

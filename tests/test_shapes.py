@@ -103,3 +103,17 @@ def test_a_wrong_mapping_is_a_load_error_naming_the_source(tmp_path: Path, text:
     (tmp_path / "sources.yaml").write_text(text)
     done = hookrules("check", env=base_env(HOOKRULES_SOURCES_FILE=str(tmp_path / "sources.yaml")))
     assert done.returncode == 2 and problem in done.stderr, done.stderr
+
+
+def test_try_reads_a_pasted_zoho_form_post(tmp_path: Path) -> None:
+    (tmp_path / "post.txt").write_text(urlencode(ZOHO_FORM))
+    (tmp_path / "fetched.json").write_text(json.dumps({"details": {"projects": [{"milestone_count": {"open": 0}}]}}))
+    done = hookrules("try", str(tmp_path / "post.txt"), "--source", "zoho", "--content-type", "application/x-www-form-urlencoded",
+                     "--fetched", str(tmp_path / "fetched.json"), env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x"))
+    assert done.returncode == 0, done.stderr
+    assert "event: zoho project.updated, project 170876000003152069" in done.stdout
+    assert "rule archive-finished-project [on]" in done.stdout and "MATCHED" in done.stdout
+    assert "POST https://zoho.example/restapi/portal/0/projects/170876000003152069/" in done.stdout
+    assert "form status=archived" in done.stdout
+    unknown = hookrules("try", str(tmp_path / "post.txt"), "--source", "jira")
+    assert unknown.returncode == 2 and "unknown source 'jira'" in unknown.stderr

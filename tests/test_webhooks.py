@@ -127,7 +127,7 @@ def test_health(service: Service, redis_url: str, tmp_path: Path) -> None:
     report = reply.json()
     assert report["status"] == "ok"
     assert report["redis"] == {"reachable": True}
-    assert report["ruleset"]["rules"] == 2 and len(report["ruleset"]["version"]) == 12
+    assert report["ruleset"]["rules"] == 3 and len(report["ruleset"]["version"]) == 12
     assert report["ruleset"]["errors"] == []
     assert 0 <= report["worker"]["heartbeat_age_s"] <= 3
     assert "j_complete=" in report["worker"]["arq"]
