@@ -26,6 +26,7 @@ import yaml
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SHAPES = ("sdp", "zoho", "json")  # see shapes.py
 MAP_KEYS = {"kind", "id", "fields", "type", "delivery"}
+DEFAULT_JSON_MAP = {"kind": "item", "id": "body.id", "fields": "body"}
 # token: X-Hook-Token. hmac: X-Hook-Signature sha256=<hex>. github: X-Hub-Signature-256.
 # standard: Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature v1,<base64>).
 SCHEMES = ("token", "hmac", "github", "standard")
@@ -87,9 +88,8 @@ def _networks(value: Any, where: str) -> tuple[IpNetwork, ...]:
 
 def _mapping(value: Any, shape: str, where: str) -> dict[str, str]:
     if value is None:
-        if shape == "json":
-            raise SourceError(f"{where}: shape json needs a map, e.g. map: {{kind: ticket, id: body.data.id, fields: body.data}}")
-        return {}
+        # The generic default: the whole JSON body is the entity, its "id" the id.
+        return dict(DEFAULT_JSON_MAP) if shape == "json" else {}
     if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
         raise SourceError(f"{where}: map must be a mapping of {', '.join(sorted(MAP_KEYS))} to paths such as body.data.id")
     unknown = set(value) - MAP_KEYS

@@ -19,6 +19,7 @@ SOURCES = """\
 sources:
   sdp: {shape: sdp, default_event: "{kind}.updated"}
   zoho: {shape: zoho, auth: [token]}
+  plain: {shape: json}
   tickets:
     shape: json
     map: {kind: ticket, id: body.data.ticket_id, fields: body.data, type: headers.x-event-type, delivery: body.meta.request_id}
@@ -36,7 +37,8 @@ def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     db = redis.Redis.from_url(url)
     db.flushdb()
     env = base_env(REDIS_URL=url, HOOKRULES_SOURCES_FILE=str(tmp / "sources.yaml"),
-                   HOOKRULES_SOURCE_ZOHO_SECRET="zoho-secret-1234", HOOKRULES_SOURCE_TICKETS_SECRET="tickets-secret-1234")
+                   HOOKRULES_SOURCE_ZOHO_SECRET="zoho-secret-1234", HOOKRULES_SOURCE_TICKETS_SECRET="tickets-secret-1234",
+                   HOOKRULES_SOURCE_PLAIN_SECRET="plain-secret-1234")
     service = run_service(tmp, env, worker=False, db=db)
     yield service
     for process in service.processes:
@@ -92,8 +94,14 @@ def test_generic_json_read_through_the_map(api: Service) -> None:
     assert missing.status_code == 400 and "map.id (body.data.ticket_id) finds no id" in missing.json()["error"]
 
 
+def test_generic_json_default(api: Service) -> None:
+    reply = httpx.post(f"{api.url}/hooks/plain", json={"id": "A-1", "state": "new"}, timeout=5,
+                       headers={"X-Hook-Token": "plain-secret-1234", "X-Hook-Event": "item.created"})
+    event = stored(api, reply)
+    assert (event["entity"]["kind"], event["entity"]["id"], event["entity"]["data"]["state"]) == ("item", "A-1", "new")
+
+
 @pytest.mark.parametrize(("text", "problem"), [
-    ("sources:\n  t: {shape: json}\n", "source 't': shape json needs a map"),
     ("sources:\n  t: {shape: json, map: {kind: x}}\n", "source 't': map needs id"),
     ("sources:\n  t: {shape: json, map: {id: data.id}}\n", "source 't': map.id must be a path starting with body."),
     ("sources:\n  t: {shape: json, map: {id: body.id, colour: red}}\n", "source 't': map has unknown keys ['colour']"),
