@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+import defusedxml.ElementTree as DefusedET
+from defusedxml import DefusedXmlException
+
 from engine.auth import Rejected, authenticate
-from engine.shapes import mapped_entity, resolve, value_of, zoho_entity
-from engine.sources import Source
 from engine.dates import normalise_dates
 from engine.models import Entity, Event
+from engine.shapes import mapped_entity, resolve, value_of, zoho_entity
+from engine.sources import Source
 
 DEDUP_WINDOW_S = 300  # a body posted twice within the same five-minute window is one delivery
 MAX_DEPTH = 32
@@ -39,6 +42,8 @@ def parse_body(content_type: str, body: bytes, form: str = "input_data") -> dict
         raise Rejected(400, "the body is not UTF-8 text") from None
     if media_type == "application/json" or media_type.endswith("+json"):
         where = "the body"
+    elif media_type in ("application/xml", "text/xml") and form == "fields":
+        return xml_object(text)
     elif media_type == "application/x-www-form-urlencoded" and form == "fields":
         fields = parse_qs(text, keep_blank_values=True)
         return {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
@@ -70,6 +75,35 @@ def parse_body(content_type: str, body: bytes, form: str = "input_data") -> dict
 def _no_constant(name: str) -> Any:
     # NaN and Infinity are not JSON, though Python reads them; nothing downstream can store them.
     raise ValueError(f"{name} is not a JSON number")
+
+
+def xml_object(text: str) -> dict[str, Any]:
+    """An XML body (Zoho's custom webhook body may be XML) as an object: the root element's
+    children by tag; repeated tags become lists; text is kept as text. defusedxml refuses
+    entity expansion and external references."""
+    try:
+        root = DefusedET.fromstring(text)
+    except (DefusedET.ParseError, DefusedXmlException) as exc:
+        raise Rejected(400, f"the body is not usable XML: {exc}") from None
+    value = _xml_value(root)
+    result = value if isinstance(value, dict) else {root.tag: value}
+    check_size(result, "the body")
+    return result
+
+
+def _xml_value(element: Any) -> Any:
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    found: dict[str, Any] = {}
+    for child in children:
+        value = _xml_value(child)
+        if child.tag in found:
+            existing = found[child.tag]
+            found[child.tag] = (existing if isinstance(existing, list) else [existing]) + [value]
+        else:
+            found[child.tag] = value
+    return found
 
 
 def check_size(value: Any, where: str) -> None:

@@ -74,6 +74,19 @@ def test_zoho_custom_json_post_and_double_post(api: Service) -> None:
     assert again.json() == {"event_id": first.json()["event_id"], "duplicate": True}
 
 
+def test_zoho_custom_xml_post(api: Service) -> None:
+    body = b"<project><id>170876000001849005</id><name>SAP Projects</name><end_date>05-26-2014</end_date></project>"
+    reply = httpx.post(f"{api.url}/hooks/zoho", content=body, timeout=5,
+                       headers={"Content-Type": "application/xml", "X-Hook-Token": "zoho-secret-1234"})
+    event = stored(api, reply)
+    assert event["entity"]["id"] == "170876000001849005" and event["entity"]["data"]["name"] == "SAP Projects"
+    assert event["entity"]["data"]["end_date_long"] == 1401062400000
+    bomb = b'<!DOCTYPE p [<!ENTITY a "aaaaaaaaaa">]><project><id>&a;</id></project>'
+    refused = httpx.post(f"{api.url}/hooks/zoho", content=bomb, timeout=5,
+                         headers={"Content-Type": "application/xml", "X-Hook-Token": "zoho-secret-1234"})
+    assert refused.status_code == 400 and "not usable XML" in refused.json()["error"]
+
+
 def test_sdp_input_data_post(api: Service) -> None:
     milestone = {"milestone": {"id": "2007594064055157", "scheduled_end_time": {"value": "1512974940000"}}}
     reply = httpx.post(f"{api.url}/hooks/sdp", content=urlencode({"input_data": json.dumps(milestone)}), timeout=5,
