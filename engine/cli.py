@@ -161,17 +161,11 @@ def command_try(args: argparse.Namespace) -> int:
 
 
 def command_dead(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from redis.exceptions import RedisError
-
-    from engine import deadletters, store
+    from engine import deadletters
 
     settings, _ = load()
-    url = need_redis(settings)
 
-    async def act() -> int:
-        redis = store.connect(url)
+    async def act(redis: Any) -> int:
         try:
             if args.action == "list":
                 letters = await deadletters.list_letters(redis)
@@ -194,13 +188,8 @@ def command_dead(args: argparse.Namespace) -> int:
             return 0
         except deadletters.NotDead as exc:
             raise Fatal(str(exc)) from None
-        finally:
-            await redis.aclose()
 
-    try:
-        return asyncio.run(act())
-    except (OSError, RedisError) as exc:
-        raise Fatal(f"Redis at REDIS_URL is unreachable: {exc}") from None
+    return with_redis(settings, act)
 
 
 def with_redis(settings: Settings, act: Any) -> Any:
