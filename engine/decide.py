@@ -13,7 +13,7 @@ from typing import Any
 from engine.actions import ActionError
 from engine.changes import diff, merge
 from engine.explain import because
-from engine.logic import LogicError
+from engine.logic import LogicError, is_truthy
 from engine.models import Decision, Event, PlannedAction, RuleResult
 from engine.rules import Rule, Ruleset
 from engine.templates import TemplateError, render_tree
@@ -67,11 +67,14 @@ def decide(
             continue
         rule_data = {**context, "fetched": reads} if rule.fetches else context
         try:
-            matched = rule.condition is None or rule.condition.matches(rule_data)
+            if rule.condition is None or rule.explained is None:
+                matched, why = True, "no 'when': every event matches"
+            else:
+                value = rule.condition.evaluate(rule_data)
+                matched, why = is_truthy(value), because(rule.explained, rule_data, value)
         except LogicError as exc:
             results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"condition failed: {exc}"))
             continue
-        why = because(rule.condition.source, rule_data) if rule.condition is not None else "no 'when': every event matches"
         results.append(RuleResult(rule.id, rule.mode, matched=matched, because=why))
         if matched:
             planned = [plan(rule, index, rule_data, ruleset) for index in range(len(rule.actions))]

@@ -13,9 +13,8 @@ from typing import Any
 
 from engine.changes import diff, merge
 from engine.dates import normalise_dates
-from engine.decide import decide, rule_context
+from engine.decide import decide
 from engine.examples import example_targets
-from engine.explain import because
 from engine.models import Event, PlannedAction
 from engine.rules import Rule, Ruleset
 
@@ -40,7 +39,7 @@ def describe_request(action: PlannedAction) -> list[str]:
     return lines
 
 
-def describe_rule(rule: Rule, event: Event, data: dict[str, Any], result: Any, planned: list[PlannedAction]) -> list[str]:
+def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction]) -> list[str]:
     verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
     lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
     if result.error:
@@ -48,7 +47,7 @@ def describe_rule(rule: Rule, event: Event, data: dict[str, Any], result: Any, p
     elif rule.condition is None:
         lines.append("  no 'when': every event it listens to matches")
     else:
-        lines.append(f"  because {because(rule.condition.source, data)}")
+        lines.append(f"  because {result.because}")  # worked out by decide(), as in production
     if planned:
         lines.append("  would send:" if rule.mode == "on" else "  would send, but it is in shadow mode, so it does not:")
         for action in planned:
@@ -76,13 +75,11 @@ def dry_run(
         f"changes: {', '.join(changed) or 'none'}",
         "",
     ]
-    context = rule_context(event, previous, now)
     by_rule = {r.id: r for r in ruleset.rules}
     for result in decision.results:
         rule = by_rule[result.rule_id]
-        data = {**context, "fetched": reads.get(rule.id, {})}
         planned = [a for a in decision.actions + decision.shadowed if a.rule_id == rule.id]
-        lines += describe_rule(rule, event, data, result, planned) + [""]
+        lines += describe_rule(rule, result, planned) + [""]
     deaf = [r.id for r in ruleset.rules if r.id not in {res.rule_id for res in decision.results}]
     if deaf:
         lines.append(f"not listening to {event.source} {event.type} (or off): {', '.join(deaf)}")

@@ -1,51 +1,60 @@
-"""Why a condition came out as it did: the part of it that decided. For dry runs and examples.
+"""Why a condition came out as it did: the part of it that decided. For the audit trail, dry
+runs and examples.
 
 For `and`, the first part that is false decides a no (and the whole decides a yes); for `or`,
 the first part that is true decides a yes; `!` turns its part around. The search goes down
 into the deciding part, so the answer is the smallest piece an author can look at:
 
     {"!=": [{"var": "milestone.status.name"}, "Closed"]} was false
+
+Every decision records this, so the parts are compiled once, when the rule loads (`Part`), and
+each part is evaluated at most once per event.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from engine.logic import Condition, compile_condition, is_truthy
 
-
-@functools.lru_cache(maxsize=4096)
-def _compiled(text: str) -> Condition:
-    # Explanations are worked out for every decision: compile each part once, not per event.
-    return compile_condition(json.loads(text))
+_DECIDED_BY_PARTS = {"and", "or", "!", "!!"}
 
 
-def _value(condition: Any, data: Any) -> Any:
-    return _compiled(json.dumps(condition, sort_keys=True)).evaluate(data)
+@dataclass(frozen=True)
+class Part:
+    source: Any  # as written
+    condition: Condition
+    operator: str | None = None  # and | or | ! | !!: one of the children decides
+    children: tuple[Part, ...] = ()
 
 
-def deciding_part(condition: Any, data: Any) -> tuple[Any, Any]:
-    """(the smallest part of `condition` that decided its outcome, that part's value)."""
-    if not isinstance(condition, dict) or len(condition) != 1:
-        return condition, _value(condition, data)
-    ((operator, args),) = condition.items()
-    parts = args if isinstance(args, list) else [args]
-    if operator == "and" and parts:
-        for part in parts:
-            if not is_truthy(_value(part, data)):
-                return deciding_part(part, data)
-    elif operator == "or" and parts:
-        for part in parts:
-            if is_truthy(_value(part, data)):
-                return deciding_part(part, data)
-    elif operator in ("!", "!!") and len(parts) == 1:
-        return deciding_part(parts[0], data)
-    return condition, _value(condition, data)
+def parts_of(source: Any, compiled: Condition | None = None) -> Part:
+    """The condition and its and/or/! parts, compiled (`compiled`: the whole, if already)."""
+    condition = compiled or compile_condition(source)
+    if isinstance(source, dict) and len(source) == 1:
+        ((operator, args),) = source.items()
+        items = args if isinstance(args, list) else [args]
+        if operator in _DECIDED_BY_PARTS and items and (operator in ("and", "or") or len(items) == 1):
+            return Part(source, condition, operator, tuple(parts_of(item) for item in items))
+    return Part(source, condition)
 
 
-def because(condition: Any, data: Any) -> str:
+def deciding_part(part: Part, data: Any, value: Any) -> tuple[Any, Any]:
+    """(the smallest part that decided, its value); `value` is `part`'s own, already known."""
+    if part.operator in ("and", "or"):
+        for child in part.children:
+            child_value = child.condition.evaluate(data)
+            if is_truthy(child_value) == (part.operator == "or"):
+                return deciding_part(child, data, child_value)
+    elif part.operator in ("!", "!!"):
+        child = part.children[0]
+        return deciding_part(child, data, child.condition.evaluate(data))
+    return part.source, value
+
+
+def because(part: Part, data: Any, value: Any) -> str:
     """One line: which part decided, and what it was."""
-    part, value = deciding_part(condition, data)
-    return f"{json.dumps(part)} was {json.dumps(value)}"
+    source, decided = deciding_part(part, data, value)
+    return f"{json.dumps(source)} was {json.dumps(decided)}"

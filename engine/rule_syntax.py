@@ -20,6 +20,7 @@ from croniter import croniter
 from engine import yamlfile
 from engine.connectors import CATALOG
 from engine.examples import example_problems
+from engine.explain import parts_of
 from engine.logic import Condition, LogicError, compile_condition
 from engine.rules import ActionTemplate, Rule
 from engine.templates import TemplateError, compile_tree, known_globals, variables_in
@@ -207,9 +208,11 @@ def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:
     if mode not in MODES:
         problems.add(raw.line_of("mode"), f"mode must be one of on, shadow, off; got {mode!r}")
     sources, events, schedule, scan = parse_on(raw, problems)
+    condition = parse_condition(raw, problems)
     rule = Rule(
         id=rule_id, description=str(raw.get("description") or ""), sources=sources, events=events,
-        condition=parse_condition(raw, problems), actions=parse_actions(raw, problems), mode=mode, file=file, line=line,
+        condition=condition, actions=parse_actions(raw, problems), mode=mode, file=file, line=line,
+        explained=parts_of(condition.source, condition) if condition is not None else None,
         fetches=parse_fetches(raw, problems), schedule=schedule, scan=scan,
         examples=tuple(yamlfile.with_lines(raw.get("examples") or [])),
         echoes=isinstance(raw.get("on"), dict) and raw["on"].get("echoes") is True,

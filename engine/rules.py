@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.actions import ActionSpec
 from engine.config import Targets
+from engine.explain import Part
 from engine.logic import Condition
 from engine.models import Event
 
@@ -39,6 +40,7 @@ class Rule:
     scan: ActionTemplate | None = None
     examples: tuple[dict[str, Any], ...] = ()  # see examples.py; each has its "line"
     echoes: bool = False  # also fire on the echo of hookrules' own write (see echo.py)
+    explained: Part | None = None  # the condition's parts, compiled, for `because` (explain.py)
 
     def listens_to(self, event: Event) -> bool:
         if self.schedule is not None:
