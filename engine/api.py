@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import logging
 import time
@@ -26,6 +25,8 @@ from engine import stats, store
 from engine.admin_api import admin_refusal, dead_letters
 from engine.audit import EventFilter, find_events
 from engine.config import Settings
+from engine.event_queue import NewEvent
+from engine.event_writer import EventWriter
 from engine.guards import RateGate, address_allowed, client_address
 from engine.health import health_report
 from engine.intake import Rejected, to_event
@@ -66,10 +67,10 @@ async def receive_hook(request: Request) -> JSONResponse:
     """Intake, counted by source and answer (for /metrics and the dashboard)."""
     response = await intake(request)
     source = request.path_params["source"]
-    if source in request.app.state.settings.sources and response.status_code != 503:
-        duplicate = response.status_code == 202 and json.loads(response.body).get("duplicate", False)
+    # 202s are counted by the write that stored them (event_queue.store_events).
+    if source in request.app.state.settings.sources and response.status_code not in (202, 503):
         with contextlib.suppress(RedisError, OSError):  # counting must never cost a webhook its answer
-            await stats.count_intake(request.app.state.redis, source, response.status_code, duplicate)
+            await stats.count_intake(request.app.state.redis, source, response.status_code)
     return response
 
 
@@ -99,7 +100,7 @@ async def intake(request: Request) -> JSONResponse:
     except Rejected as exc:
         return error(exc.status, exc.reason)
     try:
-        created = await store.store_event(request.app.state.redis, event, settings.event_ttl_s, received_record(headers, address))
+        created = await request.app.state.writer.store(NewEvent(event, received_record(headers, address)))
     except (RedisError, OSError) as exc:
         return redis_down(exc)
     log.info("event %s from %s: %s %s %s%s", event.id, source.name, event.type, event.entity.kind,
@@ -186,6 +187,7 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.redis = store.connect(settings.redis_url or "")
+        app.state.writer = EventWriter(app.state.redis, settings.event_ttl_s)
         watcher = asyncio.create_task(app.state.rules.watch(settings.reload_s))
         try:
             yield

@@ -82,6 +82,8 @@ class Settings:
     max_tries: int = 5
     worker_max_jobs: int = 50
     worker_poll_s: float = 0.05
+    worker_batch: int = 100  # events a worker takes from the queue at once
+    worker_batches: int = 4  # batches a worker works on at once (while one waits on HTTP, the next is decided)
     reload_s: float = 2.0  # how often each process looks for rule edits
     action_max_wait_s: float = 3600.0  # an action waiting for a rate-limit turn or a token gives up after this
     schedule_catchup_s: float = 600.0  # a scheduled tick missed while no worker ran is caught up if this recent
@@ -141,6 +143,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_tries=int(_number(env, "HOOKRULES_MAX_TRIES", 5, int)),
         worker_max_jobs=int(_number(env, "HOOKRULES_WORKER_CONCURRENCY", 50, int)),
         worker_poll_s=_number(env, "HOOKRULES_WORKER_POLL", 0.05),
+        worker_batch=max(1, int(_number(env, "HOOKRULES_WORKER_BATCH", 100, int))),
+        worker_batches=max(1, int(_number(env, "HOOKRULES_WORKER_BATCHES", 4, int))),
         reload_s=_number(env, "HOOKRULES_RELOAD_INTERVAL", 2.0),
         action_max_wait_s=_number(env, "HOOKRULES_ACTION_MAX_WAIT", 3600.0),
         schedule_catchup_s=_number(env, "HOOKRULES_SCHEDULE_CATCHUP", 600.0),

@@ -8,6 +8,7 @@ day feed the dashboard's chart; latency is kept as Prometheus-style cumulative b
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -23,7 +24,7 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 DAY_S = 24 * 3600
 
 
-def _minute_key(now: float) -> str:
+def minute_key(now: float) -> str:
     return f"{MINUTE}{int(now // 60) * 60}"
 
 
@@ -32,44 +33,71 @@ async def count_intake(redis: ArqRedis, source: str, status: int, duplicate: boo
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hincrby(INTAKE, f"{source}|{outcome}", 1)
         if status == 202 and not duplicate:
-            pipe.hincrby(_minute_key(time.time()), "events", 1)
-            pipe.expire(_minute_key(time.time()), DAY_S)
+            pipe.hincrby(minute_key(time.time()), "events", 1)
+            pipe.expire(minute_key(time.time()), DAY_S)
         await pipe.execute()
 
 
 def _observe(pipe: Any, name: str, seconds: float) -> None:
+    _observe_many(pipe, name, [seconds])
+
+
+def _observe_many(pipe: Any, name: str, seconds: list[float]) -> None:
+    """Histogram counts for many observations, one HINCRBY per bucket."""
+    if not seconds:
+        return
     for le in BUCKETS:
-        if seconds <= le:
-            pipe.hincrby(LATENCY, f"{name}|{le}", 1)
-    pipe.hincrby(LATENCY, f"{name}|+Inf", 1)
-    pipe.hincrbyfloat(LATENCY, f"{name}|sum", seconds)
-    pipe.hincrby(LATENCY, f"{name}|count", 1)
+        if (within := sum(1 for s in seconds if s <= le)):
+            pipe.hincrby(LATENCY, f"{name}|{le}", within)
+    pipe.hincrby(LATENCY, f"{name}|+Inf", len(seconds))
+    pipe.hincrbyfloat(LATENCY, f"{name}|sum", sum(seconds))
+    pipe.hincrby(LATENCY, f"{name}|count", len(seconds))
 
 
 async def count_decision(redis: ArqRedis, decision: Decision, received_at: float, now: float) -> None:
     async with redis.pipeline(transaction=False) as pipe:
-        for result in decision.results:
-            pipe.hincrby(RULES, f"{result.rule_id}|candidates", 1)
-            if result.matched:
-                pipe.hincrby(RULES, f"{result.rule_id}|matched", 1)
-                pipe.hset(RULES, f"{result.rule_id}|last_match", str(now))
-            if result.error:
-                pipe.hincrby(RULES, f"{result.rule_id}|errors", 1)
-                pipe.hset(RULES, f"{result.rule_id}|last_error", result.error[:300])
-        _observe(pipe, "decided", max(0.0, now - received_at))
+        add_decision_counts(pipe, [(decision, received_at)], now)
         await pipe.execute()
+
+
+def add_decision_counts(pipe: Any, decisions: list[tuple[Decision, float]], now: float) -> None:
+    """count_decision's writes for many decisions (each with when its event arrived), summed
+    first so a batch costs one command per rule and counter, added to a pipeline."""
+    counts: Counter[str] = Counter()
+    last: dict[str, str] = {}
+    for decision, _ in decisions:
+        for result in decision.results:
+            counts[f"{result.rule_id}|candidates"] += 1
+            if result.matched:
+                counts[f"{result.rule_id}|matched"] += 1
+                last[f"{result.rule_id}|last_match"] = str(now)
+            if result.error:
+                counts[f"{result.rule_id}|errors"] += 1
+                last[f"{result.rule_id}|last_error"] = result.error[:300]
+    for field, count in counts.items():
+        pipe.hincrby(RULES, field, count)
+    if last:
+        pipe.hset(RULES, mapping=last)
+    _observe_many(pipe, "decided", [max(0.0, now - received_at) for _, received_at in decisions])
 
 
 async def count_action(redis: ArqRedis, connector: str | None, outcome: str, since_first_s: float | None) -> None:
-    now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(ACTIONS, f"{connector or 'http'}|{outcome}", 1)
-        if outcome in ("done", "failed"):
-            pipe.hincrby(_minute_key(now), "actions", 1)
-            pipe.expire(_minute_key(now), DAY_S)
-        if outcome == "done" and since_first_s is not None:
-            _observe(pipe, "action_done", since_first_s)
+        add_action_counts(pipe, [(connector, outcome, since_first_s)])
         await pipe.execute()
+
+
+def add_action_counts(pipe: Any, outcomes: list[tuple[str | None, str, float | None]]) -> None:
+    """count_action's writes for many actions ((connector, outcome, seconds since the first
+    try) each), summed first, added to a pipeline that holds others."""
+    now = time.time()
+    counts = Counter(f"{connector or 'http'}|{outcome}" for connector, outcome, _ in outcomes)
+    for field, count in counts.items():
+        pipe.hincrby(ACTIONS, field, count)
+    if (settled := sum(1 for _, outcome, _ in outcomes if outcome in ("done", "failed"))):
+        pipe.hincrby(minute_key(now), "actions", settled)
+        pipe.expire(minute_key(now), DAY_S)
+    _observe_many(pipe, "action_done", [s for _, outcome, s in outcomes if outcome == "done" and s is not None])
 
 
 def _split(raw: dict[bytes, bytes]) -> dict[str, dict[str, str]]:

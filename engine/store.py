@@ -17,9 +17,7 @@ import time
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, health_check_key_suffix, job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
-from redis.exceptions import WatchError
+from arq.constants import default_queue_name, health_check_key_suffix
 
 from engine.models import Decision, Event, PlannedAction
 
@@ -36,7 +34,9 @@ INDEX_MAX = 100_000  # events listed at most; older ones stay readable by id unt
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
 CONSUMED_KEY = "hookrules:consumed"  # when a worker last started a job
-QUEUE = default_queue_name
+QUEUE = default_queue_name  # arq's: retries of actions, scheduled scans, replays
+EVENT_STREAM = "hookrules:events:stream"  # accepted events not yet done, read in batches (event_queue.py)
+EVENT_GROUP = "workers"
 ARQ_HEALTH_KEY = QUEUE + health_check_key_suffix
 
 
@@ -61,41 +61,6 @@ def connect(url: str) -> ArqRedis:
     redis.job_serializer = job_serializer
     redis.job_deserializer = job_deserializer
     return redis
-
-
-async def store_event(redis: ArqRedis, event: Event, ttl_s: int, received: dict[str, Any] | None = None) -> bool:
-    """Store the event and queue its job in one transaction. False when this event (the same
-    delivery) is already stored: a resend. Only a True or False here means it is in Redis."""
-    event_key = EVENT_PREFIX + event.id
-    job_key = job_key_prefix + event.id
-    ttl_ms = ttl_s * 1000
-    async with redis.pipeline(transaction=True) as pipe:
-        await pipe.watch(event_key, job_key)
-        if await pipe.exists(event_key, job_key, result_key_prefix + event.id):
-            await pipe.reset()
-            return False
-        now_ms = int(time.time() * 1000)
-        data = event.to_dict()
-        job = serialize_job("process_event", (data,), {}, None, now_ms, serializer=job_serializer)
-        pipe.multi()
-        pipe.hset(event_key, mapping={"event": json.dumps(data), "status": "queued", "received": json.dumps(received or {})})
-        pipe.pexpire(event_key, ttl_ms)
-        # The job lives as long as the event record, not arq's default 24 h: workers that are
-        # down for a weekend still find every accepted event when they come back.
-        pipe.psetex(job_key, ttl_ms, job)
-        pipe.zadd(QUEUE, {event.id: now_ms})
-        # Arrival order of this entity's events, fixed in the same transaction: workers
-        # decide them in this order (see take_turn).
-        pipe.rpush(order_key(event), event.id)
-        pipe.pexpire(order_key(event), ttl_ms)
-        # The index behind GET /events, newest last; trimmed by age (the records' TTL) and count.
-        pipe.zadd(INDEX_KEY, {event.id: event.received_at})
-        pipe.zremrangebyscore(INDEX_KEY, "-inf", event.received_at - ttl_s)
-        try:
-            await pipe.execute()
-        except WatchError:
-            return False  # the same delivery was stored by a concurrent request
-    return True
 
 
 def entity_key(event: Event) -> str:
@@ -159,15 +124,20 @@ async def record_decision(redis: ArqRedis, decision: Decision) -> None:
 async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
     """The action's outcome; the in-flight mark goes in the same transaction, and a `failed`
     outcome puts the action on the dead-letter list, a `done` one takes it off."""
-    member = f"{event_id}|{action_key}"
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
-        pipe.hdel(EVENT_PREFIX + event_id, "sending:" + action_key)
-        if outcome.get("outcome") == "failed":
-            pipe.zadd(DEAD_KEY, {member: time.time()})
-        elif outcome.get("outcome") == "done":
-            pipe.zrem(DEAD_KEY, member)
+        add_outcome(pipe, event_id, action_key, outcome)
         await pipe.execute()
+
+
+def add_outcome(pipe: Any, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
+    """record_outcome's writes, added to a transaction that holds others (a worker's batch)."""
+    member = f"{event_id}|{action_key}"
+    pipe.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
+    pipe.hdel(EVENT_PREFIX + event_id, "sending:" + action_key)
+    if outcome.get("outcome") == "failed":
+        pipe.zadd(DEAD_KEY, {member: time.time()})
+    elif outcome.get("outcome") == "done":
+        pipe.zrem(DEAD_KEY, member)
 
 
 async def mark_sending(redis: ArqRedis, event_id: str, action_key: str) -> None:
@@ -199,9 +169,11 @@ async def action_outcome(redis: ArqRedis, event_id: str, action_key: str) -> dic
     return json.loads(raw) if raw else None
 
 
-async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, ttl_s: int, replay: int = 0) -> bool:
+async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, ttl_s: int, replay: int = 0,
+                         defer_s: float | None = None) -> bool:
     """One job per planned action; its id (event:rule:n) makes a second enqueue a no-op. A
-    replay of a dead letter gets a job id of its own (…:replay:<n>)."""
+    replay of a dead letter gets a job id of its own (…:replay:<n>). `defer_s`: not before
+    then (a retry after a failed first try)."""
     job = await redis.enqueue_job(
         "run_action",
         event_id,
@@ -212,6 +184,7 @@ async def enqueue_action(redis: ArqRedis, event_id: str, action: PlannedAction, 
         replay,
         _job_id=f"{event_id}:{action.key}" + (f":replay:{replay}" if replay else ""),
         _expires=ttl_s,
+        _defer_by=defer_s,
     )
     return job is not None
 
@@ -236,7 +209,12 @@ async def event_record(redis: ArqRedis, event_id: str) -> dict[str, Any] | None:
 
 
 async def queue_depth(redis: ArqRedis) -> int:
-    return int(await redis.zcard(QUEUE))
+    """Events not yet done plus arq's jobs (action retries, scans, replays)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xlen(EVENT_STREAM)
+        pipe.zcard(QUEUE)
+        events, jobs = await pipe.execute()
+    return int(events) + int(jobs)
 
 
 async def write_heartbeat(redis: ArqRedis, worker_id: str, interval_s: float, ruleset_version: str) -> None:
@@ -263,8 +241,16 @@ async def last_scans(redis: ArqRedis, rule_ids: list[str]) -> dict[str, Any]:
 
 
 async def remember_write(redis: ArqRedis, source: str, kind: str, entity_id: str, fields: dict[str, Any], window_s: int) -> None:
-    key = f"{ECHO_PREFIX}{source}:{kind}:{entity_id}"
-    await redis.set(key, json.dumps({"fields": fields, "at": time.time()}), ex=window_s)
+    await redis.set(*_write_args(source, kind, entity_id, fields), ex=window_s)
+
+
+def _write_args(source: str, kind: str, entity_id: str, fields: dict[str, Any]) -> tuple[str, str]:
+    return f"{ECHO_PREFIX}{source}:{kind}:{entity_id}", json.dumps({"fields": fields, "at": time.time()})
+
+
+def add_write(pipe: Any, source: str, kind: str, entity_id: str, fields: dict[str, Any], window_s: int) -> None:
+    """remember_write, added to a pipeline."""
+    pipe.set(*_write_args(source, kind, entity_id, fields), ex=window_s)
 
 
 async def recent_write(redis: ArqRedis, event: Event) -> dict[str, Any] | None:
@@ -314,9 +300,14 @@ async def recent_event_ids(redis: ArqRedis, since: float, until: float, limit: i
 
 
 async def oldest_queued_age(redis: ArqRedis, now_ms: int) -> float | None:
-    """Seconds the oldest job due now has been waiting, or None when none is due."""
+    """Seconds the oldest event not yet done, or the oldest arq job due now, has been waiting,
+    or None when nothing waits. A stream entry's id is the time it was added, in ms."""
     due = await redis.zrangebyscore(QUEUE, "-inf", now_ms, start=0, num=1, withscores=True)
-    return (now_ms - due[0][1]) / 1000 if due else None
+    first = await redis.xrange(EVENT_STREAM, count=1)
+    waits = [(now_ms - due[0][1]) / 1000] if due else []
+    if first:
+        waits.append(max(0.0, (now_ms - int(first[0][0].decode().split("-", 1)[0])) / 1000))
+    return max(waits) if waits else None
 
 
 async def last_consumed(redis: ArqRedis) -> float | None:

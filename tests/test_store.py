@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import redis
 
 from conftest import with_db
-from engine import store
+from redis.exceptions import RedisError
+
+from engine import event_queue, store
+from engine.event_queue import NewEvent
+from engine.event_writer import EventWriter
 from engine.models import Entity, Event
 
 
+NOW = time.time()
+
+
 def make_event(event_id: str) -> Event:
-    return Event(event_id, "sdp", "milestone.updated", Entity("milestone", "1", {"id": "1"}), 0.0, "d1", {})
+    return Event(event_id, "sdp", "milestone.updated", Entity("milestone", "1", {"id": "1"}), NOW, "d1", {})
 
 
 def test_jobs_are_json_and_a_failed_jobs_exception_stays_readable() -> None:
@@ -21,7 +29,7 @@ def test_jobs_are_json_and_a_failed_jobs_exception_stays_readable() -> None:
     assert json.loads(raw) == {"r": "ValueError: no such milestone", "s": False}
 
 
-def test_store_event_writes_record_and_job_once(redis_url: str) -> None:
+def test_store_events_writes_record_order_index_and_queue_entry_once(redis_url: str) -> None:
     url = with_db(redis_url, 3)
     plain = redis.Redis.from_url(url)
     plain.flushdb()
@@ -29,17 +37,99 @@ def test_store_event_writes_record_and_job_once(redis_url: str) -> None:
     async def scenario() -> list[bool]:
         client = store.connect(url)
         try:
-            results = [await store.store_event(client, make_event("evt_a"), ttl_s=60)]
-            # Two concurrent resends of the same delivery: still stored once.
-            results += await asyncio.gather(*(store.store_event(client, make_event("evt_a"), 60) for _ in range(2)))
+            results = await event_queue.store_events(client, [NewEvent(make_event("evt_a"), {"address": "x"})], ttl_s=60)
+            # A resend in a later call, and twice in one batch: still stored once.
+            results += await event_queue.store_events(client, [NewEvent(make_event("evt_a"), {})] * 2, ttl_s=60)
             return results
         finally:
             await client.aclose()
 
     assert asyncio.run(scenario()) == [True, False, False]
-    assert plain.zrange("arq:queue", 0, -1) == [b"evt_a"]
-    job = json.loads(plain.get("arq:job:evt_a"))
-    assert job["f"] == "process_event" and job["a"][0]["id"] == "evt_a"
-    assert 0 < plain.ttl("hookrules:event:evt_a") <= 60 and 0 < plain.ttl("arq:job:evt_a") <= 60
+    entries = plain.xrange(store.EVENT_STREAM)
+    assert [fields[b"id"] for _, fields in entries] == [b"evt_a"]
+    record = plain.hgetall("hookrules:event:evt_a")
+    assert json.loads(record[b"event"])["id"] == "evt_a" and record[b"status"] == b"queued"
+    assert json.loads(record[b"received"]) == {"address": "x"}
+    assert plain.lrange("hookrules:order:sdp:milestone:1", 0, -1) == [b"evt_a"]
+    assert plain.zscore(store.INDEX_KEY, "evt_a") == NOW
+    assert 0 < plain.ttl("hookrules:event:evt_a") <= 60
+    assert plain.hget("hookrules:stats:intake", "sdp|202") == b"1" and plain.hget("hookrules:stats:intake", "sdp|duplicate") == b"2"
+    plain.flushdb()
+    plain.close()
+
+
+def test_the_writer_batches_concurrent_requests_and_answers_each(redis_url: str) -> None:
+    url = with_db(redis_url, 3)
+    plain = redis.Redis.from_url(url)
+    plain.flushdb()
+
+    async def scenario() -> list[bool]:
+        client = store.connect(url)
+        writer = EventWriter(client, ttl_s=60)
+        calls = []
+        original = client.eval
+
+        async def counted_eval(*args: object) -> object:
+            calls.append(len(args))
+            return await original(*args)
+
+        client.eval = counted_eval  # type: ignore[method-assign]
+        try:
+            ids = [f"evt_{n}" for n in range(200)] + ["evt_0"]
+            return await asyncio.gather(*(writer.store(NewEvent(make_event(i), {})) for i in ids)), len(calls)
+        finally:
+            await client.aclose()
+
+    results, calls = asyncio.run(scenario())
+    assert results == [True] * 200 + [False]
+    assert calls < 10, "200 concurrent requests should share a few script calls"
+    assert plain.xlen(store.EVENT_STREAM) == 200
+    plain.flushdb()
+    plain.close()
+
+
+def test_the_writer_reports_a_redis_failure_to_every_waiting_request() -> None:
+    async def scenario() -> list[object]:
+        client = store.connect("redis://127.0.0.1:1/0")  # nothing listens there
+        writer = EventWriter(client, ttl_s=60)
+        try:
+            return await asyncio.gather(*(writer.store(NewEvent(make_event(f"evt_{n}"), {})) for n in range(5)),
+                                        return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, RedisError) for r in results), results
+
+
+def test_queue_entries_are_read_once_taken_over_when_idle_and_handed_back(redis_url: str) -> None:
+    url = with_db(redis_url, 3)
+    plain = redis.Redis.from_url(url)
+    plain.flushdb()
+
+    async def scenario() -> dict[str, object]:
+        client = store.connect(url)
+        try:
+            await event_queue.ensure_group(client)
+            await event_queue.store_events(client, [NewEvent(make_event(f"evt_{n}"), {}) for n in range(3)], ttl_s=60)
+            first = await event_queue.read_new(client, "a", 2, 10)
+            second = await event_queue.read_new(client, "b", 10, 10)
+            nothing = await event_queue.read_new(client, "b", 10, 10)
+            await event_queue.acknowledge(client, [second[0][0]])
+            # "a" died: after the idle time, "b" takes its entries over.
+            await asyncio.sleep(0.05)
+            taken = await event_queue.claim_stale(client, "b", 20, 10)
+            await event_queue.hand_back(client, taken)
+            again = await event_queue.read_new(client, "c", 10, 10)
+            return {"first": first, "second": second, "nothing": nothing, "taken": taken, "again": again}
+        finally:
+            await client.aclose()
+
+    got = asyncio.run(scenario())
+    assert [i for _, i in got["first"]] == ["evt_0", "evt_1"] and [i for _, i in got["second"]] == ["evt_2"]
+    assert got["nothing"] == []
+    assert [i for _, i in got["taken"]] == ["evt_0", "evt_1"]
+    assert [i for _, i in got["again"]] == ["evt_0", "evt_1"]
+    assert plain.xlen(store.EVENT_STREAM) == 2  # the acknowledged one is gone, the handed-back ones wait again
     plain.flushdb()
     plain.close()

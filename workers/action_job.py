@@ -60,6 +60,41 @@ async def attempt(ctx: dict[str, Any], event_id: str, key: str, request: Request
         return SendResult("failed", None, "", error=f"internal error: {type(exc).__name__}: {exc}", sent=False)
 
 
+def outcome_record(settings: Settings, action_name: str, request_data: dict[str, Any], request: Request,
+                   result: SendResult, previous: dict[str, Any], first_at: float, replay: int) -> dict[str, Any]:
+    """What one try comes to, as the action's record: `done`, `failed` (with why), or
+    `retrying` while tries and time are left. Pure: the inline first try of a worker's batch
+    and the run_action job that tries again share it."""
+    # Attempts count requests that reached the system. Waiting for a rate-limit turn or a
+    # token is not an attempt: a burst queued behind a 5/s limit must not use up the tries
+    # before it is ever sent. Waiting is bounded by age instead.
+    attempts = previous.get("attempts", 0) + (1 if result.sent else 0)
+    tries, age = limits_for(settings, request)
+    outcome, error = {"done": "done", "failed": "failed", "retry": "retrying"}[result.outcome], result.error
+    if outcome == "retrying" and attempts >= tries:
+        outcome, error = "failed", f"gave up after {attempts} attempts: {error}"
+    elif outcome == "retrying" and time.time() - first_at > age:
+        outcome, error = "failed", f"gave up after {age:g} s: {error}"
+    entry = {"at": time.time(), "outcome": outcome, "http_status": result.http_status, "error": error, "sent": result.sent}
+    return {
+        "action": action_name,
+        "outcome": outcome,
+        "request": request_data,
+        **{k: v for k, v in result.to_dict().items() if k not in ("outcome", "sent")},
+        "error": error,
+        "attempts": attempts,
+        "first_at": first_at,
+        "replay": replay,
+        "history": (previous.get("history", []) + [entry])[-HISTORY:],
+        "at": time.time(),
+    }
+
+
+def retry_delay(settings: Settings, result: SendResult, attempts: int) -> float:
+    """How long until the next try of an action whose try came to `retrying`."""
+    return backoff_s(attempts, result.retry_after_s, settings.backoff_s) if result.sent else (result.retry_after_s or 1.0)
+
+
 @retry_on_redis_errors
 async def run_action(
     ctx: dict[str, Any],
@@ -80,29 +115,8 @@ async def run_action(
     request = Request.from_dict(request_data)
     first_at = previous.get("first_at") or time.time()
     result = await attempt(ctx, event_id, key, request)
-    # Attempts count requests that reached the system. Waiting for a rate-limit turn or a
-    # token is not an attempt: a burst queued behind a 5/s limit must not use up the tries
-    # before it is ever sent. Waiting is bounded by age instead.
-    attempts = previous.get("attempts", 0) + (1 if result.sent else 0)
-    tries, age = limits_for(settings, request)
-    outcome, error = {"done": "done", "failed": "failed", "retry": "retrying"}[result.outcome], result.error
-    if outcome == "retrying" and attempts >= tries:
-        outcome, error = "failed", f"gave up after {attempts} attempts: {error}"
-    elif outcome == "retrying" and time.time() - first_at > age:
-        outcome, error = "failed", f"gave up after {age:g} s: {error}"
-    entry = {"at": time.time(), "outcome": outcome, "http_status": result.http_status, "error": error, "sent": result.sent}
-    record = {
-        "action": action_name,
-        "outcome": outcome,
-        "request": request_data,
-        **{k: v for k, v in result.to_dict().items() if k not in ("outcome", "sent")},
-        "error": error,
-        "attempts": attempts,
-        "first_at": first_at,
-        "replay": replay,
-        "history": (previous.get("history", []) + [entry])[-HISTORY:],
-        "at": time.time(),
-    }
+    record = outcome_record(settings, action_name, request_data, request, result, previous, first_at, replay)
+    outcome, attempts, error = record["outcome"], record["attempts"], record["error"]
     await store.record_outcome(ctx["redis"], event_id, key, record)
     await stats.count_action(ctx["redis"], request.connector, outcome, time.time() - first_at)
     if outcome == "done" and (write := written(request)) is not None:
@@ -112,6 +126,5 @@ async def run_action(
     log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event_id, key, outcome, result.http_status, attempts,
              f": {error}" if outcome == "failed" else "", extra={"event_id": event_id, "rule_id": rule_id, "action": action_name})
     if outcome == "retrying":
-        delay = backoff_s(attempts, result.retry_after_s, settings.backoff_s) if result.sent else (result.retry_after_s or 1.0)
-        raise Retry(defer=delay)
+        raise Retry(defer=retry_delay(settings, result, attempts))
     return outcome

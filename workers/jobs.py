@@ -14,13 +14,14 @@ from typing import Any
 
 from arq import Retry
 
-from engine import stats, store
+from engine import event_queue, stats, store
 from engine.actions import ActionError
 from engine.changes import diff, merge
 from engine.config import Settings
 from engine.dates import normalise_dates
 from engine.decide import decide
 from engine.echo import is_echo
+from engine.event_queue import NewEvent
 from engine.fetching import fetch_for_event
 from engine.intake import event_id_for
 from engine.models import Decision, Entity, Event, PlannedAction
@@ -142,15 +143,18 @@ async def scan_rule(ctx: dict[str, Any], rule_id: str, tick: float) -> dict[str,
         return {"error": str(exc)}
     kind, key = rule.scan.spec.items or ("item", "items")
     items = [item for item in (body.get(key) if isinstance(body, dict) else None) or [] if isinstance(item, dict) and item.get("id")]
-    queued = 0
-    for item in items:
-        delivery = f"scan:{rule_id}:{int(tick)}:{item['id']}"
-        event = Event(
+    events = [
+        Event(
             id=event_id_for(rule.sources[0], delivery), source=rule.sources[0], type=f"{kind}.scanned",
             entity=Entity(kind, str(item["id"]), normalise_dates(item)), received_at=time.time(),
             delivery_id=delivery, payload={"scan": {"rule": rule_id, "tick": int(tick)}},
         )
-        queued += await store.store_event(redis, event, ctx["settings"].event_ttl_s)
+        for item in items
+        for delivery in [f"scan:{rule_id}:{int(tick)}:{item['id']}"]
+    ]
+    stored = await event_queue.store_events(redis, [NewEvent(event, {}) for event in events], ctx["settings"].event_ttl_s,
+                                           counted=False)
+    queued = sum(stored)
     await store.record_scan(redis, rule_id, {"tick": tick, "items": len(items), "queued": queued, "error": None})
     log.info("scan %s at %s: %d %s(s), %d queued", rule_id, int(tick), len(items), kind, queued)
     return {"items": len(items), "queued": queued}

@@ -30,6 +30,7 @@ from engine.schedule import due_tick, scan_job_id
 from engine.rules import Ruleset
 from engine.sending import Sender
 from workers.action_job import run_action
+from workers.consumer import EventConsumer
 from workers.jobs import process_event, replay_action, scan_rule
 
 log = logging.getLogger("hookrules.worker")
@@ -83,10 +84,15 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
     ctx["rule_watcher"] = asyncio.create_task(ctx["rules"].watch(settings.reload_s))
     ctx["scheduler"] = asyncio.create_task(_schedule(ctx))
+    ctx["consumer"] = EventConsumer(ctx)
+    ctx["consuming"] = asyncio.create_task(ctx["consumer"].run())
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
-    for task in (ctx["heartbeat"], ctx["rule_watcher"], ctx["scheduler"]):
+    consumer: EventConsumer = ctx["consumer"]
+    await consumer.drain(ctx["settings"].shutdown_wait_s)
+    await consumer.close()
+    for task in (ctx["consuming"], ctx["heartbeat"], ctx["rule_watcher"], ctx["scheduler"]):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -141,8 +147,33 @@ def send_deadline(settings: Settings) -> float:
     return max(5.0, settings.job_timeout_s * 0.8)
 
 
+class HookrulesWorker(Worker):
+    """arq's Worker, whose wait for running jobs on SIGTERM also stops the event consumer
+    reading and waits for its batches (arq 0.28's hook for that wait is this method)."""
+
+    async def _sleep_until_tasks_complete(self) -> None:
+        consumer: EventConsumer | None = self.ctx.get("consumer")
+        if consumer is not None:
+            consumer.stopping = True
+        while self.tasks or (consumer is not None and consumer.tasks):
+            await asyncio.sleep(0.1)
+
+
 def build_worker(settings: Settings, ruleset: Ruleset) -> Worker:
-    return Worker(**worker_options(settings, ruleset))
+    return HookrulesWorker(**worker_options(settings, ruleset))
+
+
+def _stop_background(worker: Worker) -> None:
+    """After Redis went away, on_shutdown did not run: stop the old worker's own tasks, so the
+    next worker in this process is the only one reading. The events its consumer held stay
+    pending under this process's name, and the next consumer finishes them first."""
+    consumer: EventConsumer | None = worker.ctx.get("consumer")
+    names = ("consuming", "heartbeat", "rule_watcher", "scheduler")
+    tasks = [worker.ctx[n] for n in names if n in worker.ctx] + (list(consumer.tasks) if consumer else [])
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        worker.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 def run_worker(settings: Settings, ruleset: Ruleset) -> None:
@@ -159,6 +190,7 @@ def run_worker(settings: Settings, ruleset: Ruleset) -> None:
             return
         except (RedisError, OSError) as exc:
             abandoned = list(worker.tasks)
+            _stop_background(worker)
             log.warning("Redis is unreachable (%s); the worker starts again in %.0f s", exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 30.0)

@@ -1,0 +1,232 @@
+"""Deciding a batch of events taken from the event queue: a worker's hot path.
+
+The same steps as one event at a time, with the Redis work of the whole batch in a few round
+trips: read the events, check each entity's turn, read snapshots and echo marks, decide each
+event (pure, engine.decide), count loop fires, then write every decision, snapshot and count
+in one transaction. Events of one entity are decided in arrival order, each seeing the one
+before as `previous`, within a batch as across workers (the arrival-order list of each entity
+says whose turn it is).
+
+A re-run after a crash is safe: an event is marked decided in the same transaction that moves
+its entity's snapshot on, so it is decided again from the same `previous` or not at all; an
+event found already decided only has its unsettled actions handed to their retry jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine import stats, store
+from engine.changes import diff, merge
+from engine.config import Settings
+from engine.decide import decide
+from engine.echo import is_echo
+from engine.fetching import fetch_for_event
+from engine.models import Decision, Event, PlannedAction, Request
+
+log = logging.getLogger("hookrules.worker")
+# How long an event waits for an earlier event of the same entity before it is decided anyway
+# (that earlier one's worker died and has not been taken over yet).
+ORDER_WAIT_S = 120.0
+
+
+@dataclass
+class Taken:
+    """An event taken from the queue: its stream entry, the event, and what Redis holds."""
+
+    entry_id: str
+    event: Event
+    status: str
+    decision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Decided:
+    event: Event
+    decision: Decision
+
+
+async def load(redis: Any, entries: list[tuple[str, str]]) -> tuple[list[Taken], list[str]]:
+    """The events behind the entries, and the entries whose event has expired (nothing to do)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for _, event_id in entries:
+            pipe.hmget(store.EVENT_PREFIX + event_id, "event", "status", "decision")
+        rows = await pipe.execute()
+    taken, gone = [], []
+    for (entry_id, _), (raw, status, decision) in zip(entries, rows):
+        if raw is None:
+            gone.append(entry_id)
+            continue
+        taken.append(Taken(entry_id, Event.from_dict(json.loads(raw)), (status or b"queued").decode(),
+                           json.loads(decision) if decision else None))
+    return taken, gone
+
+
+def by_entity(taken: list[Taken]) -> dict[str, list[Taken]]:
+    groups: dict[str, list[Taken]] = defaultdict(list)
+    for item in taken:
+        groups[store.order_key(item.event)].append(item)
+    return groups
+
+
+async def take_turns(redis: Any, queued: list[Taken], now: float) -> tuple[list[Taken], list[Taken]]:
+    """(events whose turn it is, events that must wait for an earlier one of their entity).
+    Of an entity's events in the batch, those at the head of its arrival-order list go now, in
+    order. An earlier event already decided (its worker died before clearing the line) or
+    expired is cleared from the head, and the batch looks again."""
+    groups = by_entity(queued)
+    async with redis.pipeline(transaction=False) as pipe:
+        for key, items in groups.items():
+            pipe.lrange(key, 0, len(items) - 1)
+            pipe.lpos(key, items[0].event.id)
+        replies = await pipe.execute()
+    ready, waiting, heads = [], [], []
+    for (key, items), line, position in zip(groups.items(), replies[0::2], replies[1::2]):
+        line = [i.decode() for i in line]
+        first = 0
+        while first < len(items) and first < len(line) and line[first] == items[first].event.id:
+            first += 1
+        if position is None:
+            first = len(items)  # not in the line at all (it expired): nothing to wait for
+        late = [i for i in items[first:] if now - i.event.received_at >= ORDER_WAIT_S]
+        if first == 0 and late:
+            log.warning("event %s: an earlier event of %s is stuck; deciding it anyway", late[0].event.id, key)
+            first = 1
+        ready += items[:first]
+        waiting += items[first:]
+        if first == 0 and line:
+            heads.append((key, line[0]))
+    await _clear_settled_heads(redis, heads)
+    return ready, waiting
+
+
+async def _clear_settled_heads(redis: Any, heads: list[tuple[str, str]]) -> None:
+    if not heads:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for _, head in heads:
+            pipe.hget(store.EVENT_PREFIX + head, "status")
+        found = await pipe.execute()
+    async with redis.pipeline(transaction=False) as pipe:
+        for (key, head), status in zip(heads, found):
+            if status != b"queued":  # decided (its worker died before clearing it) or expired
+                pipe.lrem(key, 1, head)
+        await pipe.execute()
+
+
+async def decide_all(ctx: dict[str, Any], ready: list[Taken]) -> list[Decided]:
+    """Decide every event whose turn it is, and store the decisions in one transaction."""
+    redis, settings, ruleset = ctx["redis"], ctx["settings"], ctx["rules"].ruleset
+    groups = by_entity(ready)
+    snapshots, echoes = await _entity_state(redis, [items[0].event for items in groups.values()])
+    now = time.time()
+    decided, writes = [], []
+    for (key, items), snapshot, echo_mark in zip(groups.items(), snapshots, echoes):
+        previous = snapshot
+        for item in items:
+            event = item.event
+            current = merge(previous, event.entity.data)
+            echo = echo_mark is not None and is_echo(echo_mark, current, diff(previous, current))
+            if echo:
+                echo_mark = None  # its echo has come: the next event of this entity is news again
+                log.info("event %s: the echo of hookrules' own write to %s", event.id, store.entity_key(event))
+            fetched = await fetch_for_event(ctx["sender"], ruleset, event, previous, now)
+            decision = decide(event, previous, ruleset, now, fetched, echo=echo)
+            decided.append(Decided(event, decision))
+            writes.append((event, previous, current, echo))
+            previous = current
+    decided = await _stop_loops(redis, settings, decided)
+    await _record(redis, decided, writes, time.time())
+    return decided
+
+
+async def _entity_state(redis: Any, firsts: list[Event]) -> tuple[list[Any], list[Any]]:
+    """Per entity: its snapshot's data (None if never seen) and our recent write to it."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for event in firsts:
+            pipe.get(store.snapshot_key(event))
+            pipe.get(store.ECHO_PREFIX + store.entity_key(event))
+        replies = await pipe.execute()
+    snapshots = [json.loads(raw)["data"] if raw else None for raw in replies[0::2]]
+    echoes = [json.loads(raw)["fields"] if raw else None for raw in replies[1::2]]
+    return snapshots, echoes
+
+
+async def _stop_loops(redis: Any, settings: Settings, decided: list[Decided]) -> list[Decided]:
+    """A rule acting on one entity more than HOOKRULES_LOOP_LIMIT times in the window is
+    stopped for this event, recorded as a loop, and shown in /ready."""
+    fires = [(d, rule_id) for d in decided for rule_id in sorted({a.rule_id for a in d.decision.actions})]
+    if not fires:
+        return decided
+    async with redis.pipeline(transaction=False) as pipe:
+        for d, rule_id in fires:
+            key = f"{store.FIRES_PREFIX}{rule_id}:{store.entity_key(d.event)}"
+            pipe.incr(key)
+            pipe.expire(key, settings.loop_window_s, nx=True)
+        counts = (await pipe.execute())[0::2]
+    stopped: dict[str, dict[str, str]] = defaultdict(dict)
+    for (d, rule_id), count in zip(fires, counts):
+        if count > settings.loop_limit:
+            stopped[d.event.id][rule_id] = (
+                f"stopped as a loop: it acted on {d.event.entity.kind} {d.event.entity.id} {count} times "
+                f"within {settings.loop_window_s} s (HOOKRULES_LOOP_LIMIT={settings.loop_limit})")
+            await store.record_loop(redis, rule_id, d.event)
+            log.warning("rule %s: %s", rule_id, stopped[d.event.id][rule_id], extra={"event_id": d.event.id, "rule_id": rule_id})
+    return [_without(d, stopped[d.event.id]) if d.event.id in stopped else d for d in decided]
+
+
+def _without(d: Decided, stopped: dict[str, str]) -> Decided:
+    results = [replace(r, error=stopped[r.rule_id]) if r.rule_id in stopped else r for r in d.decision.results]
+    actions = [a for a in d.decision.actions if a.rule_id not in stopped]
+    return Decided(d.event, replace(d.decision, results=results, actions=actions))
+
+
+async def _record(redis: Any, decided: list[Decided], writes: list[tuple[Event, Any, Any, bool]], now: float) -> None:
+    """Every decision, the entities' new snapshots, the line cleared, and the counts, at once."""
+    latest: dict[str, tuple[Event, Any, bool]] = {}
+    async with redis.pipeline(transaction=True) as pipe:
+        for d, (event, previous, current, echo) in zip(decided, writes):
+            pipe.hset(store.EVENT_PREFIX + event.id, mapping={
+                "previous": json.dumps(previous), "decision": json.dumps(d.decision.to_dict()),
+                "status": "decided", "decided_at": str(now)})
+            pipe.lrem(store.order_key(event), 1, event.id)
+            for action in d.decision.shadowed:
+                store.add_outcome(pipe, event.id, action.key, unsent(action, "shadow"))
+            for action in d.decision.actions:
+                if action.request is None:
+                    store.add_outcome(pipe, event.id, action.key, unsent(action, "failed"))
+            echoed = echo or latest.get(store.entity_key(event), (None, None, False))[2]
+            latest[store.entity_key(event)] = (event, current, echoed)
+        for event, current, echoed in latest.values():
+            pipe.set(store.snapshot_key(event), json.dumps({"data": current, "event_id": event.id, "at": now}),
+                     ex=store.SNAPSHOT_TTL_S)
+            if echoed:
+                pipe.delete(store.ECHO_PREFIX + store.entity_key(event))
+        stats.add_decision_counts(pipe, [(d.decision, d.event.received_at) for d in decided], now)
+        pipe.set(store.CONSUMED_KEY, str(now))
+        await pipe.execute()
+
+
+def unsent(action: PlannedAction, outcome: str) -> dict[str, Any]:
+    """The record of an action that is not sent: a shadow rule's, or one that could not be built."""
+    return {"action": action.action, "outcome": outcome, "request": action.request.to_dict() if action.request else None,
+            "error": action.error, "attempts": 0, "at": time.time()}
+
+
+async def resume(redis: Any, settings: Settings, taken: list[Taken]) -> None:
+    """Events decided by a worker that died before it finished their actions: each action not
+    settled yet goes to its run_action job (job id event:rule:n, so never twice), which checks
+    an interrupted send before sending again."""
+    for item in taken:
+        for raw in (item.decision or {}).get("actions", []):
+            if raw.get("request") is None:
+                continue
+            action = PlannedAction(raw["rule_id"], raw["index"], raw["action"], Request.from_dict(raw["request"]))
+            outcome = await store.action_outcome(redis, item.event.id, action.key)
+            if outcome is None or outcome.get("outcome") == "retrying":
+                await store.enqueue_action(redis, item.event.id, action, settings.event_ttl_s)

@@ -1,0 +1,161 @@
+"""A worker's reader of the event queue: takes batches, has them decided and acted on, and
+acknowledges them. Runs beside arq's own loop in the worker process (arq runs the retries of
+actions, scheduled scans and dead-letter replays).
+
+- Up to HOOKRULES_WORKER_BATCHES batches of HOOKRULES_WORKER_BATCH events are worked on at
+  once: while one batch waits on HTTP replies, the next is read and decided.
+- Every few seconds it takes over the events another worker has held unacknowledged for longer
+  than HOOKRULES_JOB_TIMEOUT + 10 s: that worker died.
+- On start it first finishes the events it held before a Redis outage restarted it.
+- On SIGTERM it stops reading, lets running batches finish for HOOKRULES_SHUTDOWN_WAIT, and puts
+  what is left back on the queue for the other workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from engine import event_queue, store
+from workers.batch import Taken, decide_all, load, resume, take_turns
+from workers.first_try import send_first_tries
+
+log = logging.getLogger("hookrules.worker")
+CLAIM_EVERY_S = 5.0
+BLOCK_MS = 200  # how long one read waits for new events; also how soon a stop is noticed
+REDIS_PAUSE_S = 2.0
+
+
+class EventConsumer:
+    def __init__(self, ctx: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.name: str = ctx["worker_id"]
+        self.settings = ctx["settings"]
+        self.tasks: dict[asyncio.Task[None], list[tuple[str, str]]] = {}
+        self.stopping = False
+
+    @property
+    def claim_idle_ms(self) -> int:
+        return (self.settings.job_timeout_s + 10) * 1000
+
+    async def run(self) -> None:
+        redis = self.ctx["redis"]
+        last_claim = 0.0
+        started = False
+        while not self.stopping:
+            try:
+                if not started:
+                    await event_queue.ensure_group(redis)
+                    await self._resume_own()
+                    started = True
+                if len(self.tasks) >= self.settings.worker_batches:
+                    await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if time.monotonic() - last_claim > CLAIM_EVERY_S:
+                    last_claim = time.monotonic()
+                    if claimed := await event_queue.claim_stale(redis, self.name, self.claim_idle_ms, self.settings.worker_batch):
+                        log.info("took over %d event(s) a stopped worker had left", len(claimed))
+                        self._start(claimed)
+                        continue
+                if entries := await event_queue.read_new(redis, self.name, self.settings.worker_batch, BLOCK_MS):
+                    self._start(entries)
+            except (RedisError, OSError) as exc:
+                log.warning("event queue: Redis is unreachable (%s); reading again in %g s", exc, REDIS_PAUSE_S)
+                await asyncio.sleep(REDIS_PAUSE_S)
+
+    async def _resume_own(self) -> None:
+        """What this process held when Redis went away and its worker was started again."""
+        own = await event_queue.read_own_pending(self.ctx["redis"], self.name, 10_000)
+        for start in range(0, len(own), self.settings.worker_batch):
+            self._start(own[start:start + self.settings.worker_batch])
+
+    def _start(self, entries: list[tuple[str, str]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._work(entries))
+        self.tasks[task] = entries
+        task.add_done_callback(lambda done: self.tasks.pop(done, None))
+
+    async def _work(self, entries: list[tuple[str, str]]) -> None:
+        """One batch, tried again while Redis is away; a batch that fails otherwise (a defect)
+        is split up, so one bad event cannot hold the others back."""
+        while True:
+            try:
+                await work_on(self.ctx, self.name, entries)
+                return
+            except (RedisError, OSError) as exc:
+                if self.stopping:
+                    return  # left pending: handed back on close, or taken over later
+                log.warning("batch of %d: Redis is unreachable (%s); trying again in %g s", len(entries), exc, REDIS_PAUSE_S)
+                await asyncio.sleep(REDIS_PAUSE_S)
+            except Exception:
+                if len(entries) == 1:
+                    await give_up(self.ctx["redis"], entries[0])
+                    return
+                log.exception("a batch of %d events failed; working on them one by one", len(entries))
+                for entry in entries:
+                    await self._work([entry])
+                return
+
+    async def drain(self, wait_s: float) -> None:
+        """Stop reading; let running batches finish for up to `wait_s`."""
+        self.stopping = True
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=wait_s)
+
+    async def close(self) -> None:
+        """Cancel what is still running and put its events back on the queue."""
+        self.stopping = True
+        left = [entry for entries in self.tasks.values() for entry in entries]
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if left:
+            try:
+                await event_queue.hand_back(self.ctx["redis"], left)
+                log.info("handed back %d unfinished event(s) to the queue", len(left))
+            except (RedisError, OSError) as exc:
+                log.warning("could not hand back %d event(s) (%s); another worker takes them over later", len(left), exc)
+
+
+async def work_on(ctx: dict[str, Any], consumer: str, entries: list[tuple[str, str]]) -> None:
+    """Decide and act on a batch of entries, each entity's events in arrival order; waits
+    (briefly, a few times a second) for an earlier event of an entity held by another worker."""
+    redis, settings = ctx["redis"], ctx["settings"]
+    taken, gone = await load(redis, entries)
+    already = [t for t in taken if t.status == "decided"]
+    await resume(redis, settings, already)
+    await event_queue.acknowledge(redis, gone + [t.entry_id for t in taken if t.status != "queued"])
+    queued = [t for t in taken if t.status == "queued"]
+    while queued:
+        ready, queued = await take_turns(redis, queued, time.time())
+        if ready:
+            await act_on(ctx, ready)
+        if queued:
+            await event_queue.keep_claimed(redis, consumer, [t.entry_id for t in queued])
+            await asyncio.sleep(random.uniform(0.05, 0.2))
+
+
+async def act_on(ctx: dict[str, Any], ready: list[Taken]) -> None:
+    decided = await decide_all(ctx, ready)
+    await send_first_tries(ctx, decided)
+    await event_queue.acknowledge(ctx["redis"], [t.entry_id for t in ready])
+    for d in decided:
+        matched = [r.rule_id for r in d.decision.results if r.matched]
+        log.info("event %s (%s %s): matched %s, %d action(s)", d.event.id, d.event.source, d.event.type, matched,
+                 len(d.decision.actions), extra={"event_id": d.event.id, "source": d.event.source,
+                                                 "rule_id": ",".join(matched) or None})
+
+
+async def give_up(redis: Any, entry: tuple[str, str]) -> None:
+    """An event that fails to be decided for a reason other than Redis (a defect): recorded as
+    failed on its record, with the error, and taken off the queue."""
+    entry_id, event_id = entry
+    log.exception("event %s could not be decided; it is marked failed", event_id, extra={"event_id": event_id})
+    error = "could not be decided (an internal error; see the worker's log)"
+    await redis.hset(store.EVENT_PREFIX + event_id, mapping={"status": "failed", "error": json.dumps(error)})
+    await event_queue.acknowledge(redis, [entry_id])
