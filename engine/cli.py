@@ -71,7 +71,14 @@ def command_api(args: argparse.Namespace) -> int:
 
 
 def command_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import uvloop
+
     from workers.settings import run_worker
+
+    # arq's Worker takes the event loop from the policy: uvloop's is the faster loop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     settings, ruleset = load()
     need_redis(settings)

@@ -1,10 +1,14 @@
-"""How uvicorn serves the API: h11, with a deadline on request headers.
+"""How uvicorn serves the API: httptools on uvloop, with a deadline and a size limit on
+request headers.
 
+httptools and uvloop are several times faster than h11 and asyncio's own loop (bench/run.py
+measures a bare route under these same options beside /hooks). Neither bounds headers:
 uvicorn times out idle keep-alive connections but not a client that sends its headers one byte
-a minute (slowloris): such a client holds a connection for as long as it likes. Here the
-headers of each request must be complete within `header_timeout_s` of its first byte (of the
-connection, for the first request), or the connection is closed. The body has its own limit
-(HOOKRULES_BODY_TIMEOUT, in api.py).
+a minute (slowloris), and llhttp takes headers of any size. Here the headers of each request
+must be complete within `header_timeout_s` of its first byte (of the connection, for the first
+request), or the connection is closed; and headers still incomplete after MAX_HEADER_BYTES are
+answered 431. The body has its own limits (HOOKRULES_BODY_TIMEOUT, HOOKRULES_MAX_BODY, in
+api.py).
 """
 
 from __future__ import annotations
@@ -12,52 +16,69 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-class HeaderDeadlineProtocol(H11Protocol):
-    header_timeout_s = 10.0  # set per server by with_header_deadline()
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class HeaderLimitsProtocol(HttpToolsProtocol):
+    header_timeout_s = 10.0  # set per server by with_header_limits()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._reading_headers = True
+        self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
-    def handle_events(self) -> None:
-        waiting = self.cycle
-        super().handle_events()
-        # A new request cycle means its headers are complete.
-        if self.cycle is not None and self.cycle is not waiting and self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # The next request on a kept-alive connection: its deadline runs from its first byte.
+        self._reading_headers = True
+        self._header_bytes = 0
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # The next request on this connection gets its own deadline from its first byte on;
-        # until then uvicorn's keep-alive timeout applies.
-        self._restart_on_data = True
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._cancel_timer()
+        super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
-        if getattr(self, "_restart_on_data", False) and self._header_timer is None:
-            self._restart_on_data = False
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
         super().data_received(data)
+        # Counted after parsing: a chunk that completes the headers (and brings body bytes
+        # with it) is never refused.
+        if self._reading_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._refuse_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
+
+    def _cancel_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        super().connection_lost(exc)
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
             self.transport.close()
 
+    def _refuse_headers(self) -> None:
+        self._cancel_timer()
+        message = b"request headers over 16 KiB"
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+                             b"content-length: " + str(len(message)).encode() + b"\r\nconnection: close\r\n\r\n" + message)
+        self.transport.close()
 
-def with_header_deadline(timeout_s: float) -> type[HeaderDeadlineProtocol]:
+
+def with_header_limits(timeout_s: float) -> type[HeaderLimitsProtocol]:
     """The protocol class for one server, its deadline fixed: no module state to share."""
-    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": timeout_s})
+    return type("HeaderLimitsProtocol", (HeaderLimitsProtocol,), {"header_timeout_s": timeout_s})
 
 
 def server_options(header_timeout_s: float) -> dict[str, Any]:
-    """uvicorn.run() options: the protocol above, and headers of at most 16 KiB."""
-    return {"http": with_header_deadline(header_timeout_s), "h11_max_incomplete_event_size": 16 * 1024}
+    """uvicorn.run() options shared by the API and the benchmark's bare route."""
+    return {"http": with_header_limits(header_timeout_s), "loop": "uvloop"}

@@ -161,6 +161,22 @@ def test_headers_that_never_finish_close_the_connection(api: Service) -> None:
     assert httpx.get(f"{api.url}/ready", timeout=5).status_code in (200, 503)  # still serving others
 
 
+def test_headers_over_16_kib_are_refused_with_431(api: Service) -> None:
+    port = int(api.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        # 18 headers of 1 KiB each, never finished, in one write: the server reads all of it
+        # before it answers, so its close is a clean one.
+        fillers = "".join(f"X-Filler-{n}: {'a' * 1000}\r\n" for n in range(18))
+        conn.sendall(b"POST /hooks/tokens HTTP/1.1\r\nHost: x\r\n" + fillers.encode())
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    # Large but complete headers with a body in one write are still read.
+    big = {f"X-Note-{n}": "b" * 1000 for n in range(10)}
+    assert httpx.post(f"{api.url}/hooks/nosuch", content=b"{}", headers=big, timeout=5).status_code == 404
+
+
 def send(request_args: dict, allow: tuple[str, ...], redis_url: str):  # noqa: ANN201
     targets = Targets(http_allow_hosts=allow)
     request = CATALOG["http.request"].build({"method": "GET", **request_args}, targets)
