@@ -103,9 +103,6 @@ async def intake(request: Request) -> JSONResponse:
         created = await request.app.state.writer.store(NewEvent(event, received_record(headers, address)))
     except (RedisError, OSError) as exc:
         return redis_down(exc)
-    log.info("event %s from %s: %s %s %s%s", event.id, source.name, event.type, event.entity.kind,
-             event.entity.id, "" if created else " (resend, not queued again)",
-             extra={"event_id": event.id, "source": source.name})
     return JSONResponse({"event_id": event.id, "duplicate": not created}, status_code=202)
 
 

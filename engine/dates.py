@@ -33,12 +33,13 @@ def is_sdp_date(value: Any) -> bool:
 
 def normalise_dates(data: Any) -> Any:
     """A copy of `data` where every SDP date object's `value` is an integer of milliseconds."""
-    if is_sdp_date(data):
-        return {**data, "value": int(data["value"])}
     if isinstance(data, dict):
-        return {key: normalise_dates(item) for key, item in data.items()}
+        if "value" in data and is_sdp_date(data):
+            return {**data, "value": int(data["value"])}
+        # Scalars are taken as they are, without a call each: this runs on every webhook.
+        return {key: normalise_dates(item) if isinstance(item, (dict, list)) else item for key, item in data.items()}
     if isinstance(data, list):
-        return [normalise_dates(item) for item in data]
+        return [normalise_dates(item) if isinstance(item, (dict, list)) else item for item in data]
     return data
 
 

@@ -16,7 +16,6 @@ intake counters and the stream entry, or nothing at all for a resend.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from engine import stats
+from engine.jsontext import dumps
 from engine.models import Event
 from engine.store import EVENT_GROUP as GROUP
 from engine.store import EVENT_PREFIX, INDEX_KEY
@@ -83,7 +83,7 @@ def store_args(batch: Sequence[NewEvent], ttl_s: int, now: float, counted: bool 
                        stats.INTAKE if counted else "", EVENT_PREFIX]
     for item in batch:
         event = item.event
-        args += [event.id, json.dumps(event.to_dict()), json.dumps(item.received), order_key(event),
+        args += [event.id, dumps(event.to_dict()), dumps(item.received), order_key(event),
                  event.received_at, event.source]
     return args
 

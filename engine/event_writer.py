@@ -11,9 +11,14 @@ never answers before the write is done.
 from __future__ import annotations
 
 import asyncio
+import logging
+
 from redis.asyncio import Redis
 
 from engine.event_queue import NewEvent, store_events
+from engine.models import Event
+
+log = logging.getLogger("hookrules.api")
 
 MAX_BATCH = 500  # events per script call: keeps one call's time in Redis to a few milliseconds
 
@@ -34,8 +39,8 @@ class EventWriter:
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
-        # shield: a sender that hangs up does not cancel the write of the others' batch.
-        return await asyncio.shield(future)
+        # A sender that hangs up cancels only its own wait: the batch is written all the same.
+        return await future
 
     async def _flush(self) -> None:
         try:
@@ -56,3 +61,17 @@ class EventWriter:
         for (_, future), created in zip(batch, results):
             if not future.done():
                 future.set_result(created)
+        log_stored([item.event for item, _ in batch], results)
+
+
+def log_stored(events: list[Event], created: list[bool]) -> None:
+    """A line per webhook while they come one at a time; under load, a line per write, so
+    logging does not cost more than the write (every event's own lines are the worker's)."""
+    if len(events) == 1:
+        event = events[0]
+        log.info("event %s from %s: %s %s %s%s", event.id, event.source, event.type, event.entity.kind, event.entity.id,
+                 "" if created[0] else " (resend, not queued again)", extra={"event_id": event.id, "source": event.source})
+    else:
+        resends = len(created) - sum(created)
+        log.info("stored %d webhooks in one write (%s ... %s)%s", len(events), events[0].id, events[-1].id,
+                 f", {resends} resend(s) not queued again" if resends else "")

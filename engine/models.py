@@ -28,7 +28,11 @@ class Event:
     payload: dict[str, Any]  # the body as sent, for reference only
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies the payload, which is most of an intake's cost,
+        # and the dict is only ever encoded as JSON.
+        entity = {"kind": self.entity.kind, "id": self.entity.id, "data": self.entity.data}
+        return {"id": self.id, "source": self.source, "type": self.type, "entity": entity,
+                "received_at": self.received_at, "delivery_id": self.delivery_id, "payload": self.payload}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Event:

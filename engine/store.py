@@ -19,6 +19,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, health_check_key_suffix
 
+from engine.jsontext import dumps
 from engine.models import Decision, Event, PlannedAction
 
 EVENT_PREFIX = "hookrules:event:"
@@ -132,7 +133,7 @@ async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcom
 def add_outcome(pipe: Any, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
     """record_outcome's writes, added to a transaction that holds others (a worker's batch)."""
     member = f"{event_id}|{action_key}"
-    pipe.hset(EVENT_PREFIX + event_id, "action:" + action_key, json.dumps(outcome))
+    pipe.hset(EVENT_PREFIX + event_id, "action:" + action_key, dumps(outcome))
     pipe.hdel(EVENT_PREFIX + event_id, "sending:" + action_key)
     if outcome.get("outcome") == "failed":
         pipe.zadd(DEAD_KEY, {member: time.time()})

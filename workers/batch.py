@@ -27,6 +27,7 @@ from engine.config import Settings
 from engine.decide import decide
 from engine.echo import is_echo
 from engine.fetching import fetch_for_event
+from engine.jsontext import dumps
 from engine.models import Decision, Event, PlannedAction, Request
 
 log = logging.getLogger("hookrules.worker")
@@ -192,7 +193,7 @@ async def _record(redis: Any, decided: list[Decided], writes: list[tuple[Event, 
     async with redis.pipeline(transaction=True) as pipe:
         for d, (event, previous, current, echo) in zip(decided, writes):
             pipe.hset(store.EVENT_PREFIX + event.id, mapping={
-                "previous": json.dumps(previous), "decision": json.dumps(d.decision.to_dict()),
+                "previous": dumps(previous), "decision": dumps(d.decision.to_dict()),
                 "status": "decided", "decided_at": str(now)})
             pipe.lrem(store.order_key(event), 1, event.id)
             for action in d.decision.shadowed:
@@ -203,7 +204,7 @@ async def _record(redis: Any, decided: list[Decided], writes: list[tuple[Event, 
             echoed = echo or latest.get(store.entity_key(event), (None, None, False))[2]
             latest[store.entity_key(event)] = (event, current, echoed)
         for event, current, echoed in latest.values():
-            pipe.set(store.snapshot_key(event), json.dumps({"data": current, "event_id": event.id, "at": now}),
+            pipe.set(store.snapshot_key(event), dumps({"data": current, "event_id": event.id, "at": now}),
                      ex=store.SNAPSHOT_TTL_S)
             if echoed:
                 pipe.delete(store.ECHO_PREFIX + store.entity_key(event))
