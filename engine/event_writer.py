@@ -2,24 +2,23 @@
 
 Each request hands its event to `EventWriter.store()` and waits. While one batch is on its
 way to Redis, the events of the requests that arrive meanwhile gather, and go together in the
-next call. An idle server writes each event at once (a batch of one); a busy one writes
-hundreds per call, which is what lets one API process accept thousands of webhooks a second.
-A request is answered 202 only after the call that holds its event has returned: batching
-never answers before the write is done.
+next call (engine/coalesce.py). An idle server writes each event at once (a batch of one); a
+busy one writes hundreds per call, which is what lets one API process accept thousands of
+webhooks a second. A request is answered 202 only after the call that holds its event has
+returned: batching never answers before the write is done.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from redis.asyncio import Redis
 
+from engine.coalesce import Coalescer
 from engine.event_queue import NewEvent, store_events
 from engine.models import Event
 
 log = logging.getLogger("hookrules.api")
-
 MAX_BATCH = 500  # events per script call: keeps one call's time in Redis to a few milliseconds
 
 
@@ -27,41 +26,17 @@ class EventWriter:
     def __init__(self, redis: Redis, ttl_s: int, max_batch: int = MAX_BATCH) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
-        self.max_batch = max_batch
-        self._pending: list[tuple[NewEvent, asyncio.Future[bool]]] = []
-        self._flushing = False
+        self._writes: Coalescer[NewEvent, bool] = Coalescer(self._write, max_batch)
 
     async def store(self, item: NewEvent) -> bool:
         """True when stored and queued, False when it is a resend of a stored event. Raises
         the Redis error when the write failed: then the event was not stored."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        # A sender that hangs up cancels only its own wait: the batch is written all the same.
-        return await future
+        return await self._writes.submit(item)
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-                await self._write(batch)
-        finally:
-            self._flushing = False
-
-    async def _write(self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]) -> None:
-        try:
-            results = await store_events(self.redis, [item for item, _ in batch], self.ttl_s)
-        except Exception as exc:  # every waiting request learns of it (503); none is left hanging
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), created in zip(batch, results):
-            if not future.done():
-                future.set_result(created)
-        log_stored([item.event for item, _ in batch], results)
+    async def _write(self, batch: list[NewEvent]) -> list[bool]:
+        results = await store_events(self.redis, batch, self.ttl_s)
+        log_stored([item.event for item in batch], results)
+        return results
 
 
 def log_stored(events: list[Event], created: list[bool]) -> None:

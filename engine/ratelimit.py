@@ -31,6 +31,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from engine.coalesce import Coalescer
+
 KEY_PREFIX = "hookrules:ratelimit:"
 LEASES_KEY = KEY_PREFIX + "{connector}:leases"
 TAT_KEY = KEY_PREFIX + "{connector}:tat"
@@ -45,30 +47,45 @@ POLL_MAX_S = 0.25
 BUSY_RETRY_S = 1.0
 
 GRANTED, PAUSED, BUSY, TOO_FAST = 0, 1, 2, 3
+MAX_BATCH = 200  # leases asked for in one script call
 
-# KEYS: leases, tat, pause. ARGV: lease id, lease µs, max concurrent, emission interval µs,
-# burst tolerance µs, longest acceptable wait µs.
-# Returns {GRANTED, µs to sleep before sending} or {PAUSED | BUSY | TOO_FAST, µs to wait}.
+# KEYS: leases, tat, pause. ARGV: lease µs, max concurrent, emission interval µs, burst
+# tolerance µs, then a lease id and the longest acceptable wait µs per request: the concurrent
+# requests of one process ask together, in one call, and are judged in order.
+# Returns per request {GRANTED, µs to sleep before sending} or {PAUSED | BUSY | TOO_FAST, µs to wait}.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local results = {}
 local pause_ms = redis.call('PTTL', KEYS[3])
-if pause_ms > 0 then return {1, pause_ms * 1000} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {2, math.max(0, tonumber(first[2]) - now)}
+local granted = false
+for i = 5, #ARGV, 2 do
+  if pause_ms > 0 then
+    results[#results + 1] = {1, pause_ms * 1000}
+  elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+    local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    results[#results + 1] = {2, math.max(0, tonumber(first[2]) - now)}
+  else
+    local tat = tonumber(redis.call('GET', KEYS[2]) or 0)
+    if tat < now then tat = now end
+    local wait = math.max(0, tat - tonumber(ARGV[4]) - now)
+    if wait > tonumber(ARGV[i + 1]) then
+      results[#results + 1] = {3, wait}
+    else
+      tat = tat + tonumber(ARGV[3])
+      redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+      redis.call('ZADD', KEYS[1], string.format('%.0f', now + wait + tonumber(ARGV[1])), ARGV[i])
+      granted = true
+      results[#results + 1] = {0, wait}
+    end
+  end
 end
-local tat = tonumber(redis.call('GET', KEYS[2]) or 0)
-if tat < now then tat = now end
-local wait = math.max(0, tat - tonumber(ARGV[5]) - now)
-if wait > tonumber(ARGV[6]) then return {3, wait} end
-tat = tat + tonumber(ARGV[4])
-redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-redis.call('ZADD', KEYS[1], string.format('%.0f', now + wait + tonumber(ARGV[2])), ARGV[1])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) / 1000) + 1000)
-return {0, wait}
+if granted then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) / 1000) + 1000)
+end
+return results
 """
 
 # Never shortens a pause: a second 429 with a shorter Retry-After must not end the first.
@@ -121,6 +138,9 @@ class Limiter:
         self._leases, self._tat, self._pause = _keys(connector)
         self._acquire_script = redis.register_script(ACQUIRE_LUA)
         self._pause_script = redis.register_script(PAUSE_LUA)
+        # Concurrent requests of this process ask for and give back their leases together.
+        self._asks: Coalescer[tuple[str, int], tuple[int, float]] = Coalescer(self._ask_all, MAX_BATCH)
+        self._returns: Coalescer[str, None] = Coalescer(self._return_all, MAX_BATCH)
 
     @contextlib.asynccontextmanager
     async def slot(self, max_wait_s: float) -> AsyncIterator[None]:
@@ -163,12 +183,21 @@ class Limiter:
                 await asyncio.sleep(wait_s)
 
     async def _try(self, lease: str, budget_s: float) -> tuple[int, float]:
+        return await self._asks.submit((lease, int(budget_s * 1_000_000)))
+
+    async def _ask_all(self, asks: list[tuple[str, int]]) -> list[tuple[int, float]]:
         limits = self._limits
         interval_us = 1_000_000 / limits.per_second
         tolerance_us = (limits.burst - 1) * interval_us
-        args = [lease, self._lease_us, limits.max_concurrent, interval_us, tolerance_us, int(budget_s * 1_000_000)]
-        kind, wait_us = await self._acquire_script(keys=[self._leases, self._tat, self._pause], args=args)
-        return int(kind), int(wait_us) / 1_000_000
+        args: list[Any] = [self._lease_us, limits.max_concurrent, interval_us, tolerance_us]
+        for lease, budget_us in asks:
+            args += [lease, budget_us]
+        replies = await self._acquire_script(keys=[self._leases, self._tat, self._pause], args=args)
+        return [(int(kind), int(wait_us) / 1_000_000) for kind, wait_us in replies]
+
+    async def _return_all(self, leases: list[str]) -> list[None]:
+        await self._redis.zrem(self._leases, *leases)
+        return [None] * len(leases)
 
     async def _sleep_holding(self, lease: str, wait_s: float) -> bool:
         """Sleep until our reserved instant, holding the lease. False (lease released) when a
@@ -185,7 +214,7 @@ class Limiter:
 
     async def _release(self, lease: str) -> None:
         # Shielded: a second cancellation while releasing must not leave the lease to expire.
-        await asyncio.shield(self._redis.zrem(self._leases, lease))
+        await asyncio.shield(self._returns.submit(lease))
 
 
 async def limiter_status(redis: Redis, connector: str) -> dict[str, Any]:

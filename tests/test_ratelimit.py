@@ -74,6 +74,41 @@ def test_no_more_requests_in_flight_than_max_concurrent(url: str) -> None:
     assert after == {"in_flight": 0, "paused_for_s": 0.0}
 
 
+def test_one_process_asks_for_its_concurrent_slots_together(url: str) -> None:
+    in_flight = peak = 0
+
+    async def request(limiter: Limiter) -> None:
+        nonlocal in_flight, peak
+        async with limiter.slot(max_wait_s=10):
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.02)
+            in_flight -= 1
+
+    async def burst(max_concurrent: int) -> tuple[int, int, dict]:
+        nonlocal peak
+        peak = 0
+        async with limiters(url, Limits(max_concurrent=max_concurrent, **FAST)) as (worker,):
+            calls = 0
+            ask = worker._acquire_script
+
+            async def counted(*args: object, **kwargs: object) -> object:
+                nonlocal calls
+                calls += 1
+                return await ask(*args, **kwargs)
+
+            worker._acquire_script = counted  # type: ignore[assignment]
+            await asyncio.gather(*(request(worker) for _ in range(50)))
+            return calls, peak, await status(url)
+
+    # 50 requests at once within the limit: one call asks for all of them.
+    calls, top, after = asyncio.run(burst(50))
+    assert calls == 1 and top == 50 and after == {"in_flight": 0, "paused_for_s": 0.0}
+    # Over the limit, the asks judged together in one call still grant no more than it.
+    calls, top, after = asyncio.run(burst(40))
+    assert top == 40 and after == {"in_flight": 0, "paused_for_s": 0.0}
+
+
 def test_requests_follow_the_rate(url: str) -> None:
     entered: list[float] = []
 
