@@ -6,14 +6,15 @@ or a dry run shows is what production does.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from collections.abc import Mapping
 from typing import Any
 
 from engine.actions import ActionError
 from engine.changes import diff, merge
 from engine.explain import because
-from engine.logic import LogicError, is_truthy
+from engine.logic import DataHandle, LogicError, data_handle, is_truthy
 from engine.models import Decision, Event, PlannedAction, RuleResult
 from engine.rules import Rule, Ruleset
 from engine.templates import TemplateError, render_tree
@@ -39,6 +40,16 @@ def plan(rule: Rule, index: int, context: dict[str, Any], ruleset: Ruleset) -> P
     return PlannedAction(rule.id, index, action.spec.name, request)
 
 
+def judge(rule: Rule, data: Callable[[], DataHandle]) -> tuple[bool, str]:
+    """Whether the rule's `when` holds, and the part that decided (explain.py), both evaluated
+    on the one handle `data()` gives. Raises LogicError."""
+    if rule.condition is None or rule.explained is None:
+        return True, "no 'when': every event matches"
+    handle = data()
+    value = rule.condition.evaluate(handle)
+    return is_truthy(value), because(rule.explained, handle, value)
+
+
 def decide(
     event: Event,
     previous: dict[str, Any] | None,
@@ -52,11 +63,15 @@ def decide(
     the error that stopped them; the worker does that I/O before it calls decide(). `echo`:
     the event only brings back hookrules' own write; rules skip it unless `on.echoes`."""
     context = rule_context(event, previous, now)
+    # Converted for datalogic-py once per event, when a rule first needs it, and shared by every
+    # rule without a fetch: converting it for each evaluation cost more than evaluating. Data
+    # it cannot take is not cached: each rule tries again and fails on its own, as before.
+    shared = functools.cache(functools.partial(data_handle, context))
     results: list[RuleResult] = []
     actions: list[PlannedAction] = []
     shadowed: list[PlannedAction] = []
-    for rule in ruleset.rules:
-        if rule.mode == "off" or not rule.listens_to(event):
+    for rule in ruleset.listening(event):
+        if rule.mode == "off":
             continue
         if echo and not rule.echoes:
             results.append(RuleResult(rule.id, rule.mode, matched=False, skipped="an echo of hookrules' own write"))
@@ -66,12 +81,10 @@ def decide(
             results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"fetch failed: {reads}"))
             continue
         rule_data = {**context, "fetched": reads} if rule.fetches else context
+        # A rule with a fetch reads its own replies, so it needs a handle of its own.
+        data = functools.partial(data_handle, rule_data) if rule.fetches else shared
         try:
-            if rule.condition is None or rule.explained is None:
-                matched, why = True, "no 'when': every event matches"
-            else:
-                value = rule.condition.evaluate(rule_data)
-                matched, why = is_truthy(value), because(rule.explained, rule_data, value)
+            matched, why = judge(rule, data)
         except LogicError as exc:
             results.append(RuleResult(rule.id, rule.mode, matched=False, error=f"condition failed: {exc}"))
             continue

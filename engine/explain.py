@@ -8,13 +8,14 @@ into the deciding part, so the answer is the smallest piece an author can look a
     {"!=": [{"var": "milestone.status.name"}, "Closed"]} was false
 
 Every decision records this, so the parts are compiled once, when the rule loads (`Part`), and
-each part is evaluated at most once per event.
+each part is evaluated at most once per event, on the DataHandle decide() made of the event's
+data for the whole condition (logic.data_handle): an explanation converts no data of its own.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.logic import Condition, compile_condition, is_truthy
@@ -28,6 +29,12 @@ class Part:
     condition: Condition
     operator: str | None = None  # and | or | ! | !!: one of the children decides
     children: tuple[Part, ...] = ()
+    # The source as JSON, made once at load: every decision shows a part, and encoding it cost
+    # more than evaluating it. (repr for what JSON cannot hold, rather than failing a decision.)
+    shown: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shown", json.dumps(self.source, default=repr))
 
 
 def parts_of(source: Any, compiled: Condition | None = None) -> Part:
@@ -42,19 +49,35 @@ def parts_of(source: Any, compiled: Condition | None = None) -> Part:
 
 
 def deciding_part(part: Part, data: Any, value: Any) -> tuple[Any, Any]:
-    """(the smallest part that decided, its value); `value` is `part`'s own, already known."""
+    """(the smallest part that decided, as written, its value); `value` is `part`'s own, already
+    known. `data`: what the whole was evaluated on, a DataHandle or plain data."""
+    decider, decided = _decider(part, data, value)
+    return decider.source, decided
+
+
+def _decider(part: Part, data: Any, value: Any) -> tuple[Part, Any]:
     if part.operator in ("and", "or"):
         for child in part.children:
             child_value = child.condition.evaluate(data)
             if is_truthy(child_value) == (part.operator == "or"):
-                return deciding_part(child, data, child_value)
+                return _decider(child, data, child_value)
     elif part.operator in ("!", "!!"):
         child = part.children[0]
-        return deciding_part(child, data, child.condition.evaluate(data))
-    return part.source, value
+        return _decider(child, data, child.condition.evaluate(data))
+    return part, value
 
 
 def because(part: Part, data: Any, value: Any) -> str:
     """One line: which part decided, and what it was."""
-    source, decided = deciding_part(part, data, value)
-    return f"{json.dumps(source)} was {json.dumps(decided)}"
+    decider, decided = _decider(part, data, value)
+    return f"{decider.shown} was {_shown(decided)}"
+
+
+def _shown(value: Any) -> str:
+    # Most deciding values are true, false or null, which json.dumps encodes slower than a
+    # condition evaluates: written out here. Same text as json.dumps.
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    return json.dumps(value)

@@ -28,7 +28,7 @@ async def fetch_for_event(
     sender: Sender, ruleset: Ruleset, event: Event, previous: dict[str, Any] | None, now: float
 ) -> dict[str, dict[str, Any] | str]:
     """Per rule id: its reads by name, or the text of the error that stopped them."""
-    wanting = [r for r in ruleset.rules if r.fetches and r.mode != "off" and r.listens_to(event)]
+    wanting = [r for r in ruleset.listening(event) if r.fetches and r.mode != "off"]
     if not wanting:
         return {}
     context = rule_context(event, previous, now)

@@ -4,6 +4,9 @@ datalogic-py has sharp edges that this module files down, so rules and callers c
 themselves:
 - a Python `str` handed to it as a rule or as data is parsed as JSON text: we always hand it
   JSON text we encoded ourselves, or a dict/list;
+- each evaluate of a dict copies the whole dict into its own form first, which costs far more
+  than evaluating a condition: decide() copies an event's data once (`data_handle`) and
+  evaluates every rule, and every part of the explanation, on that copy;
 - its truthiness makes `{}` false: a rule's result is judged here by JsonLogic's own
   truthiness instead (false, null, 0, "" and [] are false; everything else is true);
 - a missing variable compares as 0 in `<` and `>`, so `{">": [{"var": "a"}, {"var": "b"}]}` is
@@ -23,6 +26,10 @@ import datalogic_py
 from engine.operators import CUSTOM_OPERATORS, OperatorError, rewrite
 
 
+# Data already copied into datalogic-py's form; Condition.evaluate takes it as well as plain data.
+DataHandle = datalogic_py.DataHandle
+
+
 class LogicError(Exception):
     """A condition is not valid JSONLogic, or failed while evaluating."""
 
@@ -33,6 +40,16 @@ _ENGINE = datalogic_py.Engine(custom_operators=CUSTOM_OPERATORS)
 def _as_input(value: Any) -> Any:
     # A bare str would be read as JSON text by datalogic-py; encode it so it stays a string.
     return json.dumps(value) if isinstance(value, str) else value
+
+
+def data_handle(data: Any) -> DataHandle:
+    """`data` copied once into datalogic-py's form, to evaluate many conditions on. Raises
+    LogicError for what JSON cannot hold (a number past 64 bits, a lone surrogate, a key that
+    is not a str), as evaluating the plain data would."""
+    try:
+        return DataHandle(_as_input(data))
+    except datalogic_py.DataLogicError as exc:
+        raise LogicError(str(exc)) from None
 
 
 def is_truthy(value: Any) -> bool:
@@ -65,7 +82,10 @@ class Condition:
     _compiled: Any
 
     def evaluate(self, data: Any) -> Any:
+        """The value of the condition on `data`: a DataHandle (see data_handle), or plain data."""
         try:
+            if isinstance(data, DataHandle):
+                return self._compiled.evaluate_data(data)
             return self._compiled.evaluate(_as_input(data))
         except datalogic_py.DataLogicError as exc:
             raise LogicError(str(exc)) from None

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.dates import normalise_dates, to_millis
-from engine.logic import LogicError, compile_condition, is_truthy
+from engine.explain import because, parts_of
+from engine.logic import LogicError, compile_condition, data_handle, is_truthy
 
 # Copied from ../shared/jsonlogic/official-tests.json: the suite jsonlogic.com publishes.
 SUITE = json.loads((Path(__file__).parent / "data" / "jsonlogic-official-tests.json").read_text())
@@ -26,9 +27,33 @@ def test_official_suite(rule: object, data: object, expected: object) -> None:
     assert type(result) is type(expected) or {type(result), type(expected)} <= {int, float}
 
 
+@pytest.mark.parametrize(("rule", "data", "expected"), CASES, ids=[json.dumps(c[0])[:60] for c in CASES])
+def test_official_suite_on_a_data_handle_as_on_plain_data(rule: object, data: object, expected: object) -> None:
+    # decide() evaluates every rule, and every part of the explanation, on one handle per event.
+    condition = compile_condition(rule)
+    handle = data_handle(data)
+    result = condition.evaluate(handle)
+    assert result == expected
+    assert type(result) is type(expected) or {type(result), type(expected)} <= {int, float}
+    part = parts_of(rule, condition)
+    assert because(part, handle, result) == because(part, data, result)
+
+
 def test_python_str_is_a_string_not_json_text() -> None:
     assert compile_condition("apple").evaluate({}) == "apple"
     assert compile_condition({"var": ""}).evaluate('{"a": 1}') == '{"a": 1}'
+    assert compile_condition({"var": ""}).evaluate(data_handle('{"a": 1}')) == '{"a": 1}'
+
+
+def test_own_operators_read_a_data_handle() -> None:
+    handle = data_handle({"changes": {"status.name": {"from": "Open", "to": "Closed"}}, "due": {"value": "1512974940000"}})
+    assert compile_condition({"changed_to": ["milestone.status.name", "Closed"]}).evaluate(handle) is True
+    assert compile_condition({"after": [{"var": "due"}, 0]}).evaluate(handle) is True
+
+
+def test_data_a_handle_cannot_hold_is_a_logic_error() -> None:
+    with pytest.raises(LogicError, match="out of range"):
+        data_handle({"a": 2**64})
 
 
 def test_empty_object_is_truthy_as_jsonlogic_says() -> None:
