@@ -6,7 +6,7 @@ the workers, and JSON is what an operator can read with redis-cli.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -75,7 +75,9 @@ class Request:
     paging: str | None = None  # "sdp": follow list_info.has_more_rows page after page
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict (a deep copy): it is only ever encoded as JSON.
+        return {"method": self.method, "url": self.url, "headers": self.headers, "query": self.query, "form": self.form,
+                "json": self.json, "files": self.files, "connector": self.connector, "paging": self.paging}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Request:
@@ -114,4 +116,17 @@ class Decision:
     shadowed: list[PlannedAction]  # what shadow rules would have sent
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict: a decision is written for every event.
+        return {
+            "event_id": self.event_id,
+            "ruleset_version": self.ruleset_version,
+            "results": [{"rule_id": r.rule_id, "mode": r.mode, "matched": r.matched, "error": r.error,
+                         "skipped": r.skipped, "because": r.because} for r in self.results],
+            "actions": [_planned(a) for a in self.actions],
+            "shadowed": [_planned(a) for a in self.shadowed],
+        }
+
+
+def _planned(action: PlannedAction) -> dict[str, Any]:
+    return {"rule_id": action.rule_id, "index": action.index, "action": action.action,
+            "request": action.request.to_dict() if action.request else None, "error": action.error}

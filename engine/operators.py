@@ -1,9 +1,10 @@
 """hookrules' own JSONLogic operators, and the rewriting that gives them what they need.
 
 datalogic-py hands a custom operator only its evaluated arguments, as JSON text, never the
-data. Operators about the event therefore get it as a hidden first argument: a rule's
-`{"changed": "status.name"}` is compiled as `{"changed": [{"var": "changes"}, "status.name"]}`,
-and `{"now": []}` as `{"var": "now"}`. Rule authors never see the rewriting.
+data. Operators about the event therefore get what they need as a hidden argument: a rule's
+`{"changed": "status.name"}` is compiled as `{"changed": [{"val": ["changes", "status.name"]}]}`
+(the one change it asks about, see change_at), and `{"now": []}` as `{"var": "now"}`. Rule
+authors never see the rewriting.
 
 Operators (a missing or unreadable value makes a comparison false and a number null, never an
 accident):
@@ -43,29 +44,27 @@ def _json_operator(function: Callable[..., Any]) -> Callable[[str], str]:
     return operator
 
 
-def _change(changes: Any, path: Any) -> dict[str, Any] | None:
-    """The change at `path`, written as in `var` ("milestone.status.name") or relative to the
-    entity ("status.name"): `changes` is keyed relative to the entity."""
-    if not isinstance(changes, dict) or not isinstance(path, str):
-        return None
-    found = changes.get(path)
-    if found is None and "." in path:
-        found = changes.get(path.split(".", 1)[1])
-    return found if isinstance(found, dict) else None
+def changed(found: Any) -> bool:
+    return isinstance(found, dict)
 
 
-def changed(changes: Any, path: Any) -> bool:
-    return _change(changes, path) is not None
+def changed_to(found: Any, value: Any) -> bool:
+    return isinstance(found, dict) and found.get("to") == value
 
 
-def changed_to(changes: Any, path: Any, value: Any) -> bool:
-    found = _change(changes, path)
-    return found is not None and found.get("to") == value
+def changed_from(found: Any, value: Any) -> bool:
+    return isinstance(found, dict) and found.get("from") == value
 
 
-def changed_from(changes: Any, path: Any, value: Any) -> bool:
-    found = _change(changes, path)
-    return found is not None and found.get("from") == value
+def change_at(path: str) -> Any:
+    """The JSONLogic that reads the change at `path`, written as in `var` ("milestone.status.name")
+    or relative to the entity ("status.name"): `changes` is keyed relative to the entity, by
+    dotted paths, so each is read as one key (`val` takes path segments; `var` would split the
+    dots). Only that change reaches the operator, not every change of the event."""
+    whole = {"val": ["changes", path]}
+    if "." not in path:
+        return whole
+    return {"??": [whole, {"val": ["changes", path.split(".", 1)[1]]}]}
 
 
 def after(left: Any, right: Any) -> bool:
@@ -117,5 +116,6 @@ def rewrite(rule: Any) -> Any:
         return {"var": "now"}
     if name in NEEDS_CHANGES and not isinstance(args[0], str):
         raise OperatorError(f"{name} needs a field path such as \"status.name\" first, got {json.dumps(args[0])}")
-    args = [rewrite(arg) for arg in args]
-    return {name: [{"var": "changes"}, *args]} if name in NEEDS_CHANGES else {name: args}
+    if name in NEEDS_CHANGES:
+        return {name: [change_at(args[0]), *(rewrite(arg) for arg in args[1:])]}
+    return {name: [rewrite(arg) for arg in args]}
