@@ -14,7 +14,6 @@ event found already decided only has its unsettled actions handed to their retry
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -27,7 +26,7 @@ from engine.config import Settings
 from engine.decide import decide
 from engine.echo import is_echo
 from engine.fetching import fetch_for_event
-from engine.jsontext import dumps
+from engine.jsontext import dumps, loads
 from engine.models import Decision, Event, PlannedAction, Request
 
 log = logging.getLogger("hookrules.worker")
@@ -63,8 +62,8 @@ async def load(redis: Any, entries: list[tuple[str, str]]) -> tuple[list[Taken],
         if raw is None:
             gone.append(entry_id)
             continue
-        taken.append(Taken(entry_id, Event.from_dict(json.loads(raw)), (status or b"queued").decode(),
-                           json.loads(decision) if decision else None))
+        taken.append(Taken(entry_id, Event.from_dict(loads(raw)), (status or b"queued").decode(),
+                           loads(decision) if decision else None))
     return taken, gone
 
 
@@ -153,8 +152,8 @@ async def _entity_state(redis: Any, firsts: list[Event]) -> tuple[list[Any], lis
             pipe.get(store.snapshot_key(event))
             pipe.get(store.ECHO_PREFIX + store.entity_key(event))
         replies = await pipe.execute()
-    snapshots = [json.loads(raw)["data"] if raw else None for raw in replies[0::2]]
-    echoes = [json.loads(raw)["fields"] if raw else None for raw in replies[1::2]]
+    snapshots = [loads(raw)["data"] if raw else None for raw in replies[0::2]]
+    echoes = [loads(raw)["fields"] if raw else None for raw in replies[1::2]]
     return snapshots, echoes
 
 
