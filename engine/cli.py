@@ -310,8 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # The command in each line tells apart the processes `up` runs in one terminal.
     logs.configure(args.command, os.environ.get("HOOKRULES_LOG_FORMAT", "text"))
-    # httpx logs every URL at INFO, query string included, where an http.request action may
-    # carry a key; the worker logs each action's outcome itself.
+    # httpx (used by `up` to poll /health) logs every URL it asks at INFO; actions go out
+    # through aiohttp (engine/http_client.py), which logs nothing per request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     masking.install(os.environ)
     try:

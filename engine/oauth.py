@@ -14,8 +14,8 @@ Keys, `<c>` being the connector ("sdp", "zoho"):
 - `hookrules:oauth:<c>:refreshes`: how many refreshes succeeded.
 
 Secrets (client secret, refresh token, access tokens) never go into a log line, an exception
-or the status: they are sent in the POST body, not the URL, because httpx puts the URL into
-its log lines and into some of its exceptions.
+or the status: they are sent in the POST body, not the URL, because HTTP clients repeat URLs
+in their exceptions (aiohttp's connection timeout does) and proxies write them to their logs.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from redis.asyncio import Redis
+
+from engine.http_client import HttpClient, HttpError
 
 log = logging.getLogger("hookrules.oauth")
 
@@ -116,7 +117,7 @@ class TokenProvider:
     def __init__(
         self,
         redis: Redis,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         client: OAuthClient,
         *,
         refresh_margin_s: float = 300,
@@ -238,11 +239,11 @@ class TokenProvider:
             "refresh_token": client.refresh_token,
         }
         try:
-            reply = await self._http.post(client.token_url, data=form, timeout=self._timeout_s)
-        except httpx.HTTPError as exc:
-            raise await self._fail(f"token endpoint not reached ({type(exc).__name__}: {exc})") from None
+            reply = await self._http.request("POST", client.token_url, data=form, timeout=self._timeout_s)
+        except HttpError as exc:
+            raise await self._fail(f"token endpoint not reached ({exc})") from None
         try:
-            body = reply.json()
+            body = json.loads(reply.text)
         except ValueError:
             body = None
         token = body.get("access_token") if isinstance(body, dict) else None

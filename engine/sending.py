@@ -14,12 +14,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
 from redis.asyncio import Redis
 
 from engine import sdp
 from engine.config import Connector, Targets
 from engine.connectors import failure_message
+from engine.http_client import HttpClient, HttpError, Reply
 from engine.models import Request
 from engine.oauth import TokenError, TokenProvider
 from engine.ratelimit import Limiter, RateLimited
@@ -73,7 +73,7 @@ def parse_json(text: str) -> Any:
         return None
 
 
-def judge(request: Request, reply: httpx.Response) -> SendResult:
+def judge(request: Request, reply: Reply) -> SendResult:
     body = parse_json(reply.text)
     outcome = classify(reply.status_code)
     message = failure_message(request.connector, reply.status_code, body)
@@ -112,7 +112,7 @@ class ReadError(Exception):
 
 @dataclass
 class Sender:
-    http: httpx.AsyncClient
+    http: HttpClient
     targets: Targets
     tokens: dict[str, TokenProvider]  # connectors with OAuth
     limiters: dict[str, Limiter]
@@ -121,7 +121,7 @@ class Sender:
     deadline_s: float = SEND_DEADLINE_S
 
     @classmethod
-    def create(cls, redis: Redis, http: httpx.AsyncClient, targets: Targets) -> Sender:
+    def create(cls, redis: Redis, http: HttpClient, targets: Targets) -> Sender:
         connectors = (targets.sdp, targets.zoho)
         return cls(
             http,
@@ -148,8 +148,8 @@ class Sender:
             return SendResult("retry", None, "", error=f"{request.connector} access token: {exc}", retry_after_s=TOKEN_RETRY_S, sent=False)
         except (MissingCredentials, Unreachable) as exc:
             return SendResult("failed", None, "", error=str(exc), sent=False)
-        except httpx.HTTPError as exc:
-            return SendResult("retry", None, "", error=f"{type(exc).__name__}: {exc}")
+        except HttpError as exc:
+            return SendResult("retry", None, "", error=str(exc))  # "TypeName: detail" already
 
     async def read(self, request: Request) -> Any:
         """The reply of a read (a rule's fetch, a scheduled scan) as parsed JSON; every page of
@@ -170,7 +170,9 @@ class Sender:
                 return body
         except TimeoutError:
             raise ReadError(f"not finished within {self.deadline_s:g} s") from None
-        except (RateLimited, TokenError, MissingCredentials, Unreachable, httpx.HTTPError) as exc:
+        except HttpError as exc:
+            raise ReadError(str(exc)) from None
+        except (RateLimited, TokenError, MissingCredentials, Unreachable) as exc:
             raise ReadError(f"{type(exc).__name__}: {exc}") from None
 
     async def already_applied(self, request: Request) -> bool:
@@ -199,7 +201,7 @@ class Sender:
             request = sdp.next_page(request, page_rows)
         return SendResult(**{**result.to_dict(), "details": {"pages": sdp.MAX_PAGES, "rows": rows, "truncated": True}})
 
-    async def _exchange(self, request: Request) -> httpx.Response:
+    async def _exchange(self, request: Request) -> Reply:
         if request.connector is None:
             # Checked again at send time: the allowlist may have changed since the rule
             # planned it, and only now do we know what the host resolves to.
@@ -250,19 +252,18 @@ class Sender:
             f"{prefix}_REFRESH_TOKEN (or a static {prefix}_TOKEN)"
         )
 
-    async def _limited(self, connector: Connector, request: Request, token: str) -> httpx.Response:
+    async def _limited(self, connector: Connector, request: Request, token: str) -> Reply:
         async with self.limiters[connector.name].slot(max_wait_s=self.rate_wait_s):
             return await self._http(request, {"Authorization": f"Zoho-oauthtoken {token}"})
 
-    async def _http(self, request: Request, auth: dict[str, str]) -> httpx.Response:
-        files = {name: tuple(part) for name, part in request.files.items()} if request.files else None
-        headers = {**request.headers, **auth}
-        if files:
-            headers.pop("Content-Type", None)  # httpx writes the multipart boundary itself
+    async def _http(self, request: Request, auth: dict[str, str]) -> Reply:
+        # Stored as lists (JSON); the client takes (file name, content, content type). It
+        # replaces any Content-Type with the multipart one and its boundary.
+        files = {name: (part[0], part[1], part[2]) for name, part in request.files.items()} if request.files else None
         return await self.http.request(
             request.method,
             request.url,
-            headers=headers,
+            headers={**request.headers, **auth},
             params=request.query or None,
             data=request.form,
             files=files,

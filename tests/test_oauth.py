@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
 
 from conftest import free_port, with_db
+from engine.http_client import HttpClient
 from engine.oauth import OAuthClient, TokenError, TokenProvider, oauth_status
 
 CLIENT_ID = "1000.TESTCLIENTID"
@@ -100,7 +100,7 @@ def url(redis_url: str, plain: redis.Redis) -> str:
 async def providers(url: str, client: OAuthClient, n: int = 1, **options: float) -> AsyncIterator[list[TokenProvider]]:
     """n providers, each with its own Redis connection and HTTP client, as n workers have."""
     redises = [aioredis.Redis.from_url(url) for _ in range(n)]
-    https = [httpx.AsyncClient() for _ in range(n)]
+    https = [HttpClient() for _ in range(n)]
     try:
         yield [TokenProvider(r, h, client, **options) for r, h in zip(redises, https)]
     finally:
@@ -139,7 +139,7 @@ def test_first_call_fetches_and_caches_the_second_does_not(
     tokens, health = asyncio.run(scenario())
     assert tokens == ["1000.at-1"] * 3 and endpoint.calls == 1
     path, form = endpoint.requests[0]
-    # The credentials go in the body: a URL ends up in httpx's log lines and exceptions.
+    # The credentials go in the body: a URL ends up in HTTP clients' exceptions and proxies' logs.
     assert path == "/oauth/v2/token"
     assert form == {"grant_type": ["refresh_token"], "client_id": [CLIENT_ID],
                     "client_secret": [CLIENT_SECRET], "refresh_token": [REFRESH_TOKEN]}
@@ -320,7 +320,7 @@ def test_unreachable_endpoint_is_a_token_error(url: str) -> None:
             return str(caught.value), await status(url)
 
     message, health = asyncio.run(scenario())
-    assert "ConnectError" in message and "ConnectError" in health["last_error"]["error"]
+    assert "ClientConnectorError" in message and "ClientConnectorError" in health["last_error"]["error"]
     assert_no_secret(message + json.dumps(health) + repr(client))
 
 

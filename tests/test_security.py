@@ -20,6 +20,7 @@ import redis
 from conftest import Service, base_env, run_service, with_db
 from engine.config import Targets
 from engine.connectors import CATALOG
+from engine.http_client import HttpClient
 from engine.sending import Sender
 from stand_in import StandIn
 
@@ -184,7 +185,7 @@ def send(request_args: dict, allow: tuple[str, ...], redis_url: str):  # noqa: A
     async def go():  # noqa: ANN202
         client = redis.asyncio.Redis.from_url(with_db(redis_url, 4))
         try:
-            async with httpx.AsyncClient() as http:
+            async with HttpClient() as http:
                 return await Sender.create(client, http, targets).send(request)
         finally:
             await client.aclose()

@@ -17,11 +17,8 @@ from engine.event_writer import EventWriter
 from engine.models import Entity, Event
 
 
-NOW = time.time()
-
-
-def make_event(event_id: str) -> Event:
-    return Event(event_id, "sdp", "milestone.updated", Entity("milestone", "1", {"id": "1"}), NOW, "d1", {})
+def make_event(event_id: str, at: float | None = None) -> Event:
+    return Event(event_id, "sdp", "milestone.updated", Entity("milestone", "1", {"id": "1"}), at or time.time(), "d1", {})
 
 
 def test_jobs_are_json_and_a_failed_jobs_exception_stays_readable() -> None:
@@ -34,10 +31,12 @@ def test_store_events_writes_record_order_index_and_queue_entry_once(redis_url: 
     plain = redis.Redis.from_url(url)
     plain.flushdb()
 
+    now = time.time()
+
     async def scenario() -> list[bool]:
         client = store.connect(url)
         try:
-            results = await event_queue.store_events(client, [NewEvent(make_event("evt_a"), {"address": "x"})], ttl_s=60)
+            results = await event_queue.store_events(client, [NewEvent(make_event("evt_a", now), {"address": "x"})], ttl_s=60)
             # A resend in a later call, and twice in one batch: still stored once.
             results += await event_queue.store_events(client, [NewEvent(make_event("evt_a"), {})] * 2, ttl_s=60)
             return results
@@ -51,7 +50,7 @@ def test_store_events_writes_record_order_index_and_queue_entry_once(redis_url: 
     assert json.loads(record[b"event"])["id"] == "evt_a" and record[b"status"] == b"queued"
     assert json.loads(record[b"received"]) == {"address": "x"}
     assert plain.lrange("hookrules:order:sdp:milestone:1", 0, -1) == [b"evt_a"]
-    assert plain.zscore(store.INDEX_KEY, "evt_a") == NOW
+    assert plain.zscore(store.INDEX_KEY, "evt_a") == now
     assert 0 < plain.ttl("hookrules:event:evt_a") <= 60
     assert plain.hget("hookrules:stats:intake", "sdp|202") == b"1" and plain.hget("hookrules:stats:intake", "sdp|duplicate") == b"2"
     plain.flushdb()

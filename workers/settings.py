@@ -16,7 +16,6 @@ from dataclasses import replace
 import time
 from typing import Any
 
-import httpx
 from arq import Worker
 from arq.worker import func
 from arq.connections import RedisSettings
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 
 from engine import store
 from engine.config import Settings
+from engine.http_client import HttpClient
 from engine.reload import RulesReloader
 from engine.schedule import due_tick, scan_job_id
 from engine.rules import Ruleset
@@ -78,8 +78,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     await _hand_back(ctx)
     settings: Settings = ctx["settings"]
     # As many kept-alive connections as jobs at once: a new TLS handshake per action is slow.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.worker_max_jobs)
-    ctx["http"] = httpx.AsyncClient(follow_redirects=False, limits=limits)
+    # It is also the most open at once; a request beyond it waits for one within its timeout.
+    ctx["http"] = HttpClient(max_connections=settings.worker_max_jobs)
     ctx["sender"] = replace(Sender.create(ctx["redis"], ctx["http"], settings.targets), deadline_s=send_deadline(settings))
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
     ctx["rule_watcher"] = asyncio.create_task(ctx["rules"].watch(settings.reload_s))
@@ -174,6 +174,8 @@ def _stop_background(worker: Worker) -> None:
         task.cancel()
     if tasks:
         worker.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    if "http" in worker.ctx:  # the next worker opens its own
+        worker.loop.run_until_complete(worker.ctx["http"].aclose())
 
 
 def run_worker(settings: Settings, ruleset: Ruleset) -> None:
