@@ -68,14 +68,50 @@ class TemplateError(Exception):
     """A template does not compile, or failed to render against an event."""
 
 
+_MISSING = object()
+# "{{ milestone.project.id }}": names joined by dots, no filters, calls or indexes.
+_PATH = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}")
+
+
+def plain_parts(text: str) -> tuple[str | tuple[str, ...], ...] | None:
+    """The template as literal text and dotted names, when that is all it is: such templates
+    (most of them) are filled in by dict lookups, without Jinja. None for anything else."""
+    parts: list[str | tuple[str, ...]] = []
+    position = 0
+    for match in _PATH.finditer(text):
+        parts += [text[position:match.start()], tuple(match.group(1).split("."))]
+        position = match.end()
+    parts.append(text[position:])
+    literal = "".join(part for part in parts if isinstance(part, str))
+    # Anything else Jinja reads ({% %}, {# #}, filters, a trailing newline it would drop):
+    # leave it to Jinja.
+    if "{{" in literal or "{%" in literal or "{#" in literal or text.endswith("\n"):
+        return None
+    return tuple(part for part in parts if part != "")
+
+
+def lookup(context: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """What Jinja's `a.b.c` gives when every step is a dict holding the key (and the key is not
+    one of dict's own attributes, which Jinja would give instead); else _MISSING."""
+    value: Any = context
+    for name in path:
+        if not isinstance(value, dict) or name not in value or hasattr(dict, name):
+            return _MISSING
+        value = value[name]
+    return value
+
+
 @dataclass(frozen=True)
 class Template:
     text: str
     _compiled: Any  # a jinja2.Template, or a compiled expression when `native`
     native: bool = False  # the whole string is one {{ expression }}: render its value, not text
     variables: frozenset[str] = frozenset()  # the top-level names it reads: checked at load
+    plain: tuple[str | tuple[str, ...], ...] | None = None  # see plain_parts
 
     def render(self, context: dict[str, Any]) -> Any:
+        if self.plain is not None and (filled := self._fill(context)) is not _MISSING:
+            return filled
         token = _DEADLINE.set(time.monotonic() + MAX_RENDER_S)
         try:
             if self.native:
@@ -94,6 +130,20 @@ class Template:
             raise TemplateError(f"{self.text!r}: {type(exc).__name__}: {exc}") from None
         finally:
             _DEADLINE.reset(token)
+
+    def _fill(self, context: dict[str, Any]) -> Any:
+        """The plain template filled in, or _MISSING (then Jinja renders it, errors included)."""
+        assert self.plain is not None
+        values = []
+        for part in self.plain:
+            value = part if isinstance(part, str) else lookup(context, part)
+            if value is _MISSING:
+                return _MISSING
+            values.append(value)
+        if self.native:
+            return values[0]
+        text = "".join(value if isinstance(value, str) else str(value) for value in values)
+        return text if len(text) <= MAX_OUTPUT else _MISSING
 
     def _text(self, context: dict[str, Any]) -> str:
         parts, size = [], 0
@@ -116,8 +166,11 @@ def compile_template(text: str) -> Template:
         variables = frozenset(meta.find_undeclared_variables(_ENV.parse(text)))
         one = _ONE_EXPRESSION.match(text)
         if one:
-            return Template(text, _ENV.compile_expression(one["expression"], undefined_to_none=False), True, variables)
-        return Template(text, _ENV.from_string(text), False, variables)
+            plain = plain_parts(text.strip())
+            native_plain = plain if plain is not None and len(plain) == 1 and isinstance(plain[0], tuple) else None
+            return Template(text, _ENV.compile_expression(one["expression"], undefined_to_none=False), True, variables,
+                            native_plain)
+        return Template(text, _ENV.from_string(text), False, variables, plain_parts(text))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{text!r}: {exc.message}") from None
 
