@@ -142,13 +142,17 @@ async def work_on(ctx: dict[str, Any], consumer: str, entries: list[tuple[str, s
 
 async def act_on(ctx: dict[str, Any], ready: list[Taken]) -> None:
     decided = await decide_all(ctx, ready)
-    await send_first_tries(ctx, decided)
+    tries = await send_first_tries(ctx, decided)
     await event_queue.acknowledge(ctx["redis"], [t.entry_id for t in ready])
     for d in decided:
+        # One line per event, its actions' first tries included: a line per action as well
+        # cost as much as deciding.
         matched = [r.rule_id for r in d.decision.results if r.matched]
-        log.info("event %s (%s %s): matched %s, %d action(s)", d.event.id, d.event.source, d.event.type, matched,
-                 len(d.decision.actions), extra={"event_id": d.event.id, "source": d.event.source,
-                                                 "rule_id": ",".join(matched) or None})
+        actions = tries.get(d.event.id) or ([f"{len(d.decision.actions)} not sent"] if d.decision.actions else [])
+        log.info("event %s (%s %s): matched %s%s", d.event.id, d.event.source, d.event.type, matched,
+                 "; " + ", ".join(actions) if actions else "",
+                 extra={"event_id": d.event.id, "source": d.event.source, "rule_id": ",".join(matched) or None,
+                        "action": ",".join(sorted({a.action for a in d.decision.actions})) or None})
 
 
 async def give_up(redis: Any, entry: tuple[str, str]) -> None:

@@ -30,12 +30,14 @@ from workers.batch import Decided
 log = logging.getLogger("hookrules.worker")
 
 
-async def send_first_tries(ctx: dict[str, Any], decided: list[Decided]) -> int:
-    """Send every action the batch planned; the number that are done."""
+async def send_first_tries(ctx: dict[str, Any], decided: list[Decided]) -> dict[str, list[str]]:
+    """Send every action the batch planned. Per event id, a few words on each action's try
+    ("rule:0 done (HTTP 200, attempt 1)"), for the event's log line."""
     redis, settings = ctx["redis"], ctx["settings"]
     planned = [(d.event, a) for d in decided for a in d.decision.actions if a.request is not None]
+    said: dict[str, list[str]] = {}
     if not planned:
-        return 0
+        return said
     async with redis.pipeline(transaction=False) as pipe:
         for event, action in planned:
             pipe.hset(store.EVENT_PREFIX + event.id, "sending:" + action.key, str(time.time()))
@@ -50,8 +52,10 @@ async def send_first_tries(ctx: dict[str, Any], decided: list[Decided]) -> int:
         if record["outcome"] == "retrying":
             await store.enqueue_action(redis, event.id, action, settings.event_ttl_s,
                                        defer_s=retry_delay(settings, result, record["attempts"]))
-        _log(event, action, record)
-    return sum(1 for r in records if r["outcome"] == "done")
+        said.setdefault(event.id, []).append(outcome_words(action, record))
+        if record["outcome"] != "done":
+            _log(event, action, record)
+    return said
 
 
 async def _send(sender: Any, gate: asyncio.Semaphore, request: Request) -> SendResult:
@@ -79,7 +83,12 @@ async def _save(redis: Any, settings: Settings, planned: list[tuple[Event, Plann
         await pipe.execute()
 
 
+def outcome_words(action: PlannedAction, record: dict[str, Any]) -> str:
+    return f"{action.key} {record['outcome']} (HTTP {record.get('http_status')}, attempt {record['attempts']})"
+
+
 def _log(event: Event, action: PlannedAction, record: dict[str, Any]) -> None:
+    """An action that is not done has a line of its own, with why."""
     log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event.id, action.key, record["outcome"], record.get("http_status"),
              record["attempts"], f": {record['error']}" if record["outcome"] != "done" else "",
              extra={"event_id": event.id, "rule_id": action.rule_id, "action": action.action})
