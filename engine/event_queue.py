@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from engine import stats
-from engine.jsontext import dumps
+from engine.jsontext import dumps_bytes
 from engine.models import Event
 from engine.store import EVENT_GROUP as GROUP
 from engine.store import EVENT_PREFIX, INDEX_KEY
@@ -83,7 +83,7 @@ def store_args(batch: Sequence[NewEvent], ttl_s: int, now: float, counted: bool 
                        stats.INTAKE if counted else "", EVENT_PREFIX]
     for item in batch:
         event = item.event
-        args += [event.id, dumps(event.to_dict()), dumps(item.received), order_key(event),
+        args += [event.id, dumps_bytes(event.to_dict()), dumps_bytes(item.received), order_key(event),
                  event.received_at, event.source]
     return args
 
@@ -94,7 +94,9 @@ async def store_events(redis: Redis, batch: Sequence[NewEvent], ttl_s: int, coun
     and then nothing of the batch was stored. `counted`: webhooks are counted for /metrics."""
     if not batch:
         return []
-    results = await redis.eval(_STORE_EVENTS, 0, *store_args(batch, ttl_s, time.time(), counted))
+    # EVALSHA, the script loaded once: the call carries only the events.
+    script = redis.register_script(_STORE_EVENTS)
+    results = await script(args=store_args(batch, ttl_s, time.time(), counted))
     return [bool(r) for r in results]
 
 

@@ -25,6 +25,14 @@ def dumps(value: Any) -> str:
         return " " + json.dumps(value, separators=(",", ":"))
 
 
+def dumps_bytes(value: Any) -> bytes:
+    """`dumps` as UTF-8 bytes, for Redis: no decoding and encoding again on the way."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return b" " + json.dumps(value, separators=(",", ":")).encode()
+
+
 def loads(text: str | bytes) -> Any:
     """What `dumps` wrote (or any JSON text), read back exactly."""
     if text[:1] in (" ", b" "):

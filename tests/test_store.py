@@ -66,13 +66,13 @@ def test_the_writer_batches_concurrent_requests_and_answers_each(redis_url: str)
         client = store.connect(url)
         writer = EventWriter(client, ttl_s=60)
         calls = []
-        original = client.eval
+        original = client.evalsha
 
-        async def counted_eval(*args: object) -> object:
+        async def counted_evalsha(*args: object) -> object:
             calls.append(len(args))
             return await original(*args)
 
-        client.eval = counted_eval  # type: ignore[method-assign]
+        client.evalsha = counted_evalsha  # type: ignore[method-assign]
         try:
             ids = [f"evt_{n}" for n in range(200)] + ["evt_0"]
             return await asyncio.gather(*(writer.store(NewEvent(make_event(i), {})) for i in ids)), len(calls)
@@ -81,7 +81,7 @@ def test_the_writer_batches_concurrent_requests_and_answers_each(redis_url: str)
 
     results, calls = asyncio.run(scenario())
     assert results == [True] * 200 + [False]
-    assert calls < 10, "200 concurrent requests should share a few script calls"
+    assert 1 <= calls < 10, "200 concurrent requests should share a few script calls"
     assert plain.xlen(store.EVENT_STREAM) == 200
     plain.flushdb()
     plain.close()
