@@ -130,14 +130,15 @@ async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcom
         await pipe.execute()
 
 
-def add_outcome(pipe: Any, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
-    """record_outcome's writes, added to a transaction that holds others (a worker's batch)."""
+def add_outcome(pipe: Any, event_id: str, action_key: str, outcome: dict[str, Any], first_try: bool = False) -> None:
+    """record_outcome's writes, added to a transaction that holds others (a worker's batch).
+    After a first try there is no dead letter to take off."""
     member = f"{event_id}|{action_key}"
     pipe.hset(EVENT_PREFIX + event_id, "action:" + action_key, dumps(outcome))
     pipe.hdel(EVENT_PREFIX + event_id, "sending:" + action_key)
     if outcome.get("outcome") == "failed":
         pipe.zadd(DEAD_KEY, {member: time.time()})
-    elif outcome.get("outcome") == "done":
+    elif outcome.get("outcome") == "done" and not first_try:
         pipe.zrem(DEAD_KEY, member)
 
 

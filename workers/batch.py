@@ -83,40 +83,43 @@ async def take_turns(redis: Any, queued: list[Taken], now: float) -> tuple[list[
     async with redis.pipeline(transaction=False) as pipe:
         for key, items in groups.items():
             pipe.lrange(key, 0, len(items) - 1)
-            pipe.lpos(key, items[0].event.id)
-        replies = await pipe.execute()
-    ready, waiting, heads = [], [], []
-    for (key, items), line, position in zip(groups.items(), replies[0::2], replies[1::2]):
-        line = [i.decode() for i in line]
+        lines = [[i.decode() for i in line] for line in await pipe.execute()]
+    ready, waiting, blocked = [], [], []
+    for (key, items), line in zip(groups.items(), lines):
         first = 0
         while first < len(items) and first < len(line) and line[first] == items[first].event.id:
             first += 1
-        if position is None:
-            first = len(items)  # not in the line at all (it expired): nothing to wait for
-        late = [i for i in items[first:] if now - i.event.received_at >= ORDER_WAIT_S]
-        if first == 0 and late:
-            log.warning("event %s: an earlier event of %s is stuck; deciding it anyway", late[0].event.id, key)
-            first = 1
+        if first == 0:
+            blocked.append((key, items, line))
         ready += items[:first]
         waiting += items[first:]
-        if first == 0 and line:
-            heads.append((key, line[0]))
-    await _clear_settled_heads(redis, heads)
-    return ready, waiting
+    if not blocked:
+        return ready, waiting
+    unblocked = await _look_at_heads(redis, blocked, now)
+    return ready + unblocked, [item for item in waiting if item not in unblocked]
 
 
-async def _clear_settled_heads(redis: Any, heads: list[tuple[str, str]]) -> None:
-    if not heads:
-        return
+async def _look_at_heads(redis: Any, blocked: list[tuple[str, list[Taken], list[str]]], now: float) -> list[Taken]:
+    """For entities whose head is not this batch's: the events that may go all the same (not in
+    the line at all, as after it expired; or waiting past ORDER_WAIT_S). A head that is decided
+    (its worker died before clearing it) or expired is cleared, for the next look."""
     async with redis.pipeline(transaction=False) as pipe:
-        for _, head in heads:
-            pipe.hget(store.EVENT_PREFIX + head, "status")
-        found = await pipe.execute()
+        for key, items, line in blocked:
+            pipe.lpos(key, items[0].event.id)
+            pipe.hget(store.EVENT_PREFIX + (line[0] if line else ""), "status")
+        replies = await pipe.execute()
+    going: list[Taken] = []
     async with redis.pipeline(transaction=False) as pipe:
-        for (key, head), status in zip(heads, found):
-            if status != b"queued":  # decided (its worker died before clearing it) or expired
-                pipe.lrem(key, 1, head)
+        for (key, items, line), position, status in zip(blocked, replies[0::2], replies[1::2]):
+            if position is None:
+                going += items  # not in the line at all: nothing to wait for
+            elif now - items[0].event.received_at >= ORDER_WAIT_S:
+                log.warning("event %s: an earlier event of %s is stuck; deciding it anyway", items[0].event.id, key)
+                going.append(items[0])
+            elif line and status != b"queued":
+                pipe.lrem(key, 1, line[0])
         await pipe.execute()
+    return going
 
 
 async def decide_all(ctx: dict[str, Any], ready: list[Taken]) -> list[Decided]:

@@ -72,7 +72,7 @@ async def _save(redis: Any, settings: Settings, planned: list[tuple[Event, Plann
     now = time.time()
     async with redis.pipeline(transaction=True) as pipe:
         for (event, action), record in zip(planned, records):
-            store.add_outcome(pipe, event.id, action.key, record)
+            store.add_outcome(pipe, event.id, action.key, record, first_try=True)
             assert action.request is not None
             if record["outcome"] == "done" and (write := written(action.request)) is not None:
                 # Remember it, so the webhook that brings it back is known as our own echo.
