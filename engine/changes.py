@@ -26,7 +26,9 @@ def merge(previous: Mapping[str, Any] | None, sent: Mapping[str, Any]) -> dict[s
     merged = dict(previous or {})
     for key, value in sent.items():
         old = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping):
+        # dict, not Mapping: what is merged is parsed JSON, and the ABC check cost more than
+        # the merge on every event.
+        if isinstance(value, dict) and isinstance(old, dict):
             merged[key] = merge(old, value)
         else:
             merged[key] = value
@@ -43,6 +45,6 @@ def diff(previous: Mapping[str, Any] | None, current: Mapping[str, Any], prefix:
         if old == value:
             continue
         found[path] = {"from": old, "to": value}
-        if isinstance(value, Mapping):
-            found.update(diff(old if isinstance(old, Mapping) else None, value, path + "."))
+        if isinstance(value, dict):
+            found.update(diff(old if isinstance(old, dict) else None, value, path + "."))
     return found
