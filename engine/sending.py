@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -47,7 +47,9 @@ class SendResult:
     sent: bool = True  # False: nothing reached the system (waiting for a rate-limit turn or a token)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict (a deep copy): one per action sent.
+        return {"outcome": self.outcome, "http_status": self.http_status, "response": self.response, "error": self.error,
+                "retry_after_s": self.retry_after_s, "details": self.details, "sent": self.sent}
 
 
 def classify(status: int) -> str:
