@@ -74,7 +74,7 @@ def demo_secret(data_dir: Path, name: str) -> Path:
 
 
 def wait_ready(url: str, children: list[Child], stop: list[bool]) -> bool:
-    """True once /health answers 200 (API up, worker reporting); False on timeout or stop."""
+    """True once `url` answers 200 (/ready: API up, worker reporting); False on timeout or stop."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and not stop and all(c.process.poll() is None for c in children):
         try:
@@ -178,7 +178,12 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
             children.append(spawn("sandbox", sandbox_args, env))
         children.append(spawn("api", ["api"], env))
         children.append(spawn("worker", ["worker"], env))
-        if wait_ready(local_url(settings) + "/ready", children, stop):
+        ready = wait_ready(local_url(settings) + "/ready", children, stop)
+        if ready and demo:
+            # The sandbox starts beside the API: on a busy machine it may answer later, and a
+            # webhook sent on the banner's word would have its first try refused.
+            ready = wait_ready(f"http://127.0.0.1:{settings.port + 1}/_sandbox/stats", children, stop)
+        if ready:
             print(banner(settings, ruleset, redis_note, demo_lines), flush=True)
         return supervise(children, stop)
     finally:
