@@ -181,3 +181,18 @@ async def hand_back(redis: Redis, entries: Sequence[tuple[str, str]]) -> None:
             pipe.xack(STREAM, GROUP, *(entry_id for entry_id, _ in entries))
             pipe.xdel(STREAM, *(entry_id for entry_id, _ in entries))
             await pipe.execute()
+
+
+async def forget_idle_consumers(redis: Redis, idle_ms: int) -> list[str]:
+    """Consumers with nothing pending that have not read for `idle_ms`: workers that stopped
+    (every worker process reads under a name of its own, so restarts and deploys leave their
+    names behind). Their entries were acknowledged or taken over: forgetting them loses nothing."""
+    try:
+        consumers = await redis.xinfo_consumers(STREAM, GROUP)
+    except ResponseError:
+        return []  # no stream or group yet
+    gone = [c["name"] for c in consumers if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms]
+    for name in gone:
+        await redis.xgroup_delconsumer(STREAM, GROUP, name)
+    return [name.decode() if isinstance(name, bytes) else str(name) for name in gone]
+

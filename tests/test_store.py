@@ -132,3 +132,29 @@ def test_queue_entries_are_read_once_taken_over_when_idle_and_handed_back(redis_
     assert plain.xlen(store.EVENT_STREAM) == 2  # the acknowledged one is gone, the handed-back ones wait again
     plain.flushdb()
     plain.close()
+
+
+def test_stopped_workers_names_leave_the_group_once_idle_and_done(redis_url: str) -> None:
+    url = with_db(redis_url, 3)
+    plain = redis.Redis.from_url(url)
+    plain.flushdb()
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        client = store.connect(url)
+        try:
+            await event_queue.ensure_group(client)
+            await event_queue.store_events(client, [NewEvent(make_event(f"evt_{n}"), {}) for n in range(2)], ttl_s=60)
+            done = await event_queue.read_new(client, "stopped", 1, 10)
+            await event_queue.acknowledge(client, [done[0][0]])
+            await event_queue.read_new(client, "holding", 1, 10)  # still has an entry pending
+            await asyncio.sleep(0.05)
+            forgotten = await event_queue.forget_idle_consumers(client, 20)
+            left = [c["name"].decode() for c in await client.xinfo_consumers(store.EVENT_STREAM, store.EVENT_GROUP)]
+            return forgotten, left
+        finally:
+            await client.aclose()
+
+    forgotten, left = asyncio.run(scenario())
+    assert forgotten == ["stopped"] and left == ["holding"]
+    plain.flushdb()
+    plain.close()

@@ -22,7 +22,7 @@ from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
-from engine import store
+from engine import event_queue, store
 from engine.config import Settings
 from engine.http_client import HttpClient
 from engine.reload import RulesReloader
@@ -35,6 +35,7 @@ from workers.jobs import process_event, replay_action, scan_rule
 
 log = logging.getLogger("hookrules.worker")
 SCHEDULE_POLL_S = 5.0
+CONSUMER_IDLE_MS = 24 * 3600 * 1000  # a stopped worker's name leaves the event stream's group after a day
 
 
 async def _beat(ctx: dict[str, Any]) -> None:
@@ -43,6 +44,7 @@ async def _beat(ctx: dict[str, Any]) -> None:
         try:
             await store.write_heartbeat(ctx["redis"], ctx["worker_id"], settings.heartbeat_s, ctx["rules"].ruleset.version)
             await store.trim_events(ctx["redis"])
+            await event_queue.forget_idle_consumers(ctx["redis"], CONSUMER_IDLE_MS)
         except Exception as exc:  # Redis away for a moment: the next beat tries again
             log.warning("heartbeat not written: %s", exc)
         await asyncio.sleep(settings.heartbeat_s)
