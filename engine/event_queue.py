@@ -171,6 +171,15 @@ async def acknowledge(redis: Redis, entry_ids: Sequence[str]) -> None:
             await pipe.execute()
 
 
+async def enqueue_ids(redis: Redis, event_ids: Sequence[str]) -> None:
+    """Queue stored events (again): a worker reads them as any other."""
+    if event_ids:
+        async with redis.pipeline(transaction=True) as pipe:
+            for event_id in event_ids:
+                pipe.xadd(STREAM, {"id": event_id})
+            await pipe.execute()
+
+
 async def hand_back(redis: Redis, entries: Sequence[tuple[str, str]]) -> None:
     """Put unfinished entries back at the end of the stream for any worker (a worker shutting
     down): the arrival-order lists, not the stream, say which event of an entity goes first."""

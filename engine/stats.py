@@ -54,14 +54,8 @@ def _observe_many(pipe: Any, name: str, seconds: list[float]) -> None:
     pipe.hincrby(LATENCY, f"{name}|count", len(seconds))
 
 
-async def count_decision(redis: ArqRedis, decision: Decision, received_at: float, now: float) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        add_decision_counts(pipe, [(decision, received_at)], now)
-        await pipe.execute()
-
-
 def add_decision_counts(pipe: Any, decisions: list[tuple[Decision, float]], now: float) -> None:
-    """count_decision's writes for many decisions (each with when its event arrived), summed
+    """The rule counters and decision latency for many decisions (each with when its event arrived), summed
     first so a batch costs one command per rule and counter, added to a pipeline."""
     counts: Counter[str] = Counter()
     last: dict[str, str] = {}

@@ -3,6 +3,9 @@
 - `hookrules:event:<event id>`: a hash per event: `event` (the Event as JSON), `decision`,
   and one `action:<rule id>:<n>` field per action with its outcome. Kept HOOKRULES_EVENT_TTL.
   It doubles as the resend guard: a delivery whose event key exists is not queued again.
+- `hookrules:events:stream`: the events not yet done, read in batches by the workers
+  (engine/event_queue.py); `hookrules:order:<entity>`: each entity's events in arrival order;
+  `hookrules:snapshot:<entity>`: the entity as last seen.
 - `hookrules:heartbeat`: the last worker heartbeat (see workers/).
 - arq's own keys (`arq:queue`, `arq:job:<id>`, `arq:result:<id>`, `arq:queue:health-check`).
 
@@ -20,21 +23,21 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, health_check_key_suffix
 
 from engine.jsontext import dumps
-from engine.models import Decision, Event, PlannedAction
+from engine.models import Event, PlannedAction
 
 EVENT_PREFIX = "hookrules:event:"
 SNAPSHOT_PREFIX = "hookrules:snapshot:"
-ORDER_PREFIX = "hookrules:order:"
-SCAN_PREFIX = "hookrules:scan:"
+ORDER_PREFIX = "hookrules:order:"  # per entity: event ids in arrival order, oldest first
+SCAN_PREFIX = "hookrules:scan:"  # per scheduled rule: its last scan (tick, items, error)
 ECHO_PREFIX = "hookrules:echo:"  # per entity: the fields our last write set, for a few minutes
 FIRES_PREFIX = "hookrules:fires:"  # per rule and entity: how often it acted in the loop window
 LOOPS_KEY = "hookrules:loops"  # rules stopped as loops: "rule|entity" scored by when
-DEAD_KEY = "hookrules:dead"
+DEAD_KEY = "hookrules:dead"  # actions given up on: "event id|rule:n" scored by when
 INDEX_KEY = "hookrules:events"  # every stored event id, scored by when it arrived
-INDEX_MAX = 100_000  # events listed at most; older ones stay readable by id until their TTL  # actions given up on: "event id|rule:n" scored by when  # per scheduled rule: its last scan (tick, items, error)  # per entity: event ids in arrival order, oldest first
+INDEX_MAX = 100_000  # events listed at most; older ones stay readable by id until their TTL
 SNAPSHOT_TTL_S = 180 * 24 * 3600  # an entity not heard of for half a year is seen afresh
 HEARTBEAT_KEY = "hookrules:heartbeat"
-CONSUMED_KEY = "hookrules:consumed"  # when a worker last started a job
+CONSUMED_KEY = "hookrules:consumed"  # when a worker last took work (a job, or a batch of events)
 QUEUE = default_queue_name  # arq's: retries of actions, scheduled scans, replays
 EVENT_STREAM = "hookrules:events:stream"  # accepted events not yet done, read in batches (event_queue.py)
 EVENT_GROUP = "workers"
@@ -72,27 +75,6 @@ def order_key(event: Event) -> str:
     return ORDER_PREFIX + entity_key(event)
 
 
-async def take_turn(redis: ArqRedis, event: Event) -> bool:
-    """True when every earlier event of this entity has been decided. Earlier events that
-    are decided or gone (expired) are cleared from the head of the line on the way."""
-    key = order_key(event)
-    while True:
-        head = await redis.lindex(key, 0)
-        if head is None or head.decode() == event.id:
-            return True
-        status = await redis.hget(EVENT_PREFIX + head.decode(), "status")
-        if status is not None and status != b"queued":
-            await redis.lrem(key, 1, head)  # decided, but its worker died before end_turn
-        elif status is None:
-            await redis.lrem(key, 1, head)  # expired: nothing left to wait for
-        else:
-            return False
-
-
-async def end_turn(redis: ArqRedis, event: Event) -> None:
-    await redis.lrem(order_key(event), 1, event.id)
-
-
 def snapshot_key(event: Event) -> str:
     return SNAPSHOT_PREFIX + entity_key(event)
 
@@ -108,18 +90,6 @@ async def previous_state(redis: ArqRedis, event: Event) -> dict[str, Any] | None
     previous = json.loads(raw)["data"] if raw else None
     await redis.hsetnx(EVENT_PREFIX + event.id, "previous", json.dumps(previous))
     return json.loads(await redis.hget(EVENT_PREFIX + event.id, "previous"))
-
-
-async def save_snapshot(redis: ArqRedis, event: Event, data: dict[str, Any]) -> None:
-    snapshot = {"data": data, "event_id": event.id, "at": time.time()}
-    await redis.set(snapshot_key(event), json.dumps(snapshot), ex=SNAPSHOT_TTL_S)
-
-
-async def record_decision(redis: ArqRedis, decision: Decision) -> None:
-    await redis.hset(
-        EVENT_PREFIX + decision.event_id,
-        mapping={"decision": json.dumps(decision.to_dict()), "status": "decided", "decided_at": str(time.time())},
-    )
 
 
 async def record_outcome(redis: ArqRedis, event_id: str, action_key: str, outcome: dict[str, Any]) -> None:
@@ -253,27 +223,6 @@ def _write_args(source: str, kind: str, entity_id: str, fields: dict[str, Any]) 
 def add_write(pipe: Any, source: str, kind: str, entity_id: str, fields: dict[str, Any], window_s: int) -> None:
     """remember_write, added to a pipeline."""
     pipe.set(*_write_args(source, kind, entity_id, fields), ex=window_s)
-
-
-async def recent_write(redis: ArqRedis, event: Event) -> dict[str, Any] | None:
-    """The fields our last write to this entity set, if that write is recent."""
-    raw = await redis.get(ECHO_PREFIX + entity_key(event))
-    return json.loads(raw)["fields"] if raw else None
-
-
-async def forget_write(redis: ArqRedis, event: Event) -> None:
-    """Its echo has come: the next event of this entity is news again."""
-    await redis.delete(ECHO_PREFIX + entity_key(event))
-
-
-async def count_fire(redis: ArqRedis, rule_id: str, event: Event, window_s: int) -> int:
-    """How often this rule has acted on this entity within the window, this time included."""
-    key = f"{FIRES_PREFIX}{rule_id}:{entity_key(event)}"
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, window_s, nx=True)
-        count, _ = await pipe.execute()
-    return int(count)
 
 
 async def record_loop(redis: ArqRedis, rule_id: str, event: Event) -> None:
