@@ -17,20 +17,17 @@ from typing import Any
 import orjson
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text of `value`."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson.JSONEncodeError: an integer over 64 bits, or a type it does not know
-        return " " + json.dumps(value, separators=(",", ":"))
-
-
 def dumps_bytes(value: Any) -> bytes:
-    """`dumps` as UTF-8 bytes, for Redis: no decoding and encoding again on the way."""
+    """Compact JSON of `value` as UTF-8 bytes, as Redis takes it."""
     try:
         return orjson.dumps(value)
-    except TypeError:
+    except TypeError:  # orjson.JSONEncodeError: an integer over 64 bits, or a type it does not know
         return b" " + json.dumps(value, separators=(",", ":")).encode()
+
+
+def dumps(value: Any) -> str:
+    """`dumps_bytes` as text."""
+    return dumps_bytes(value).decode()
 
 
 def loads(text: str | bytes) -> Any:

@@ -42,9 +42,8 @@ async def send_first_tries(ctx: dict[str, Any], decided: list[Decided]) -> dict[
         for event, action in planned:
             pipe.hset(store.EVENT_PREFIX + event.id, "sending:" + action.key, str(time.time()))
         await pipe.execute()
-    gate = ctx.setdefault("send_gate", asyncio.Semaphore(settings.worker_max_jobs))
     first_at = time.time()
-    results = await asyncio.gather(*(_send(ctx["sender"], gate, action.request) for _, action in planned))
+    results = await asyncio.gather(*(_send(ctx["sender"], ctx["send_gate"], action.request) for _, action in planned))
     records = [outcome_record(settings, action.action, action.request.to_dict(), action.request, result, {}, first_at, 0)
                for (_, action), result in zip(planned, results)]
     await _save(redis, settings, planned, records, first_at)

@@ -86,6 +86,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["heartbeat"] = asyncio.create_task(_beat(ctx))
     ctx["rule_watcher"] = asyncio.create_task(ctx["rules"].watch(settings.reload_s))
     ctx["scheduler"] = asyncio.create_task(_schedule(ctx))
+    # First tries of all batches together send at most HOOKRULES_WORKER_CONCURRENCY at once.
+    ctx["send_gate"] = asyncio.Semaphore(settings.worker_max_jobs)
     ctx["consumer"] = EventConsumer(ctx)
     ctx["consuming"] = asyncio.create_task(ctx["consumer"].run())
 
