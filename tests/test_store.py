@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 
+import pytest
 import redis
 
 from conftest import with_db
@@ -21,15 +23,27 @@ def make_event(event_id: str, at: float | None = None) -> Event:
     return Event(event_id, "sdp", "milestone.updated", Entity("milestone", "1", {"id": "1"}), at or time.time(), "d1", {})
 
 
+@pytest.fixture
+def url(redis_url: str) -> str:
+    return with_db(redis_url, 3)
+
+
+@pytest.fixture
+def plain(url: str) -> Iterator[redis.Redis]:
+    """A plain client on an emptied database, emptied again afterwards."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
 def test_jobs_are_json_and_a_failed_jobs_exception_stays_readable() -> None:
     raw = store.job_serializer({"r": ValueError("no such milestone"), "s": False})
     assert json.loads(raw) == {"r": "ValueError: no such milestone", "s": False}
 
 
-def test_store_events_writes_record_order_index_and_queue_entry_once(redis_url: str) -> None:
-    url = with_db(redis_url, 3)
-    plain = redis.Redis.from_url(url)
-    plain.flushdb()
+def test_store_events_writes_record_order_index_and_queue_entry_once(url: str, plain: redis.Redis) -> None:
 
     now = time.time()
 
@@ -53,14 +67,9 @@ def test_store_events_writes_record_order_index_and_queue_entry_once(redis_url: 
     assert plain.zscore(store.INDEX_KEY, "evt_a") == now
     assert 0 < plain.ttl("hookrules:event:evt_a") <= 60
     assert plain.hget("hookrules:stats:intake", "sdp|202") == b"1" and plain.hget("hookrules:stats:intake", "sdp|duplicate") == b"2"
-    plain.flushdb()
-    plain.close()
 
 
-def test_the_writer_batches_concurrent_requests_and_answers_each(redis_url: str) -> None:
-    url = with_db(redis_url, 3)
-    plain = redis.Redis.from_url(url)
-    plain.flushdb()
+def test_the_writer_batches_concurrent_requests_and_answers_each(url: str, plain: redis.Redis) -> None:
 
     async def scenario() -> list[bool]:
         client = store.connect(url)
@@ -83,8 +92,6 @@ def test_the_writer_batches_concurrent_requests_and_answers_each(redis_url: str)
     assert results == [True] * 200 + [False]
     assert 1 <= calls < 10, "200 concurrent requests should share a few script calls"
     assert plain.xlen(store.EVENT_STREAM) == 200
-    plain.flushdb()
-    plain.close()
 
 
 def test_the_writer_reports_a_redis_failure_to_every_waiting_request() -> None:
@@ -101,10 +108,7 @@ def test_the_writer_reports_a_redis_failure_to_every_waiting_request() -> None:
     assert all(isinstance(r, RedisError) for r in results), results
 
 
-def test_queue_entries_are_read_once_taken_over_when_idle_and_handed_back(redis_url: str) -> None:
-    url = with_db(redis_url, 3)
-    plain = redis.Redis.from_url(url)
-    plain.flushdb()
+def test_queue_entries_are_read_once_taken_over_when_idle_and_handed_back(url: str, plain: redis.Redis) -> None:
 
     async def scenario() -> dict[str, object]:
         client = store.connect(url)
@@ -130,14 +134,9 @@ def test_queue_entries_are_read_once_taken_over_when_idle_and_handed_back(redis_
     assert [i for _, i in got["taken"]] == ["evt_0", "evt_1"]
     assert [i for _, i in got["again"]] == ["evt_0", "evt_1"]
     assert plain.xlen(store.EVENT_STREAM) == 2  # the acknowledged one is gone, the handed-back ones wait again
-    plain.flushdb()
-    plain.close()
 
 
-def test_stopped_workers_names_leave_the_group_once_idle_and_done(redis_url: str) -> None:
-    url = with_db(redis_url, 3)
-    plain = redis.Redis.from_url(url)
-    plain.flushdb()
+def test_stopped_workers_names_leave_the_group_once_idle_and_done(url: str, plain: redis.Redis) -> None:
 
     async def scenario() -> tuple[list[str], list[str]]:
         client = store.connect(url)
@@ -156,5 +155,3 @@ def test_stopped_workers_names_leave_the_group_once_idle_and_done(redis_url: str
 
     forgotten, left = asyncio.run(scenario())
     assert forgotten == ["stopped"] and left == ["holding"]
-    plain.flushdb()
-    plain.close()
