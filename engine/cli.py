@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
-from engine import logs, masking
+from engine import logs, masking, redis_wire
 from engine.config import ConfigError, Settings, load_settings
 from engine.rule_files import load_ruleset
 from engine.rules import RuleProblems, Ruleset
@@ -314,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # through aiohttp (engine/http_client.py), which logs nothing per request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     masking.install(os.environ)
+    redis_wire.pack_with_hiredis()
     try:
         return args.run(args)
     except Fatal as exc:

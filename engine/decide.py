@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.actions import ActionError
 from engine.changes import diff, merge
-from engine.explain import because
+from engine.explain import judged, said
 from engine.logic import DataHandle, LogicError, data_handle, is_truthy
 from engine.models import Decision, Event, PlannedAction, RuleResult
 from engine.rules import Rule, Ruleset
@@ -45,9 +45,8 @@ def judge(rule: Rule, data: Callable[[], DataHandle]) -> tuple[bool, str]:
     on the one handle `data()` gives. Raises LogicError."""
     if rule.condition is None or rule.explained is None:
         return True, "no 'when': every event matches"
-    handle = data()
-    value = rule.condition.evaluate(handle)
-    return is_truthy(value), because(rule.explained, handle, value)
+    value, decider, decided = judged(rule.explained, data())
+    return is_truthy(value), said(decider, decided)
 
 
 def decide(

@@ -8,8 +8,10 @@ into the deciding part, so the answer is the smallest piece an author can look a
     {"!=": [{"var": "milestone.status.name"}, "Closed"]} was false
 
 Every decision records this, so the parts are compiled once, when the rule loads (`Part`), and
-each part is evaluated at most once per event, on the DataHandle decide() made of the event's
-data for the whole condition (logic.data_handle): an explanation converts no data of its own.
+`judged` evaluates an `and`/`or` part by part, as datalogic-py would, so the condition's value
+and the deciding part come out of one pass: no part is evaluated twice. Parts are evaluated on
+the DataHandle decide() made of the event's data (logic.data_handle): an explanation converts
+no data of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class Part:
     condition: Condition
     operator: str | None = None  # and | or | ! | !!: one of the children decides
     children: tuple[Part, ...] = ()
+    # An and/or written with a list of parts: judged part by part (a lone part is not a list,
+    # and is left to datalogic-py as written).
+    stepwise: bool = False
     # The source as JSON, made once at load: every decision shows a part, and encoding it cost
     # more than evaluating it. (repr for what JSON cannot hold, rather than failing a decision.)
     shown: str = field(init=False, repr=False, compare=False)
@@ -44,8 +49,38 @@ def parts_of(source: Any, compiled: Condition | None = None) -> Part:
         ((operator, args),) = source.items()
         items = args if isinstance(args, list) else [args]
         if operator in _DECIDED_BY_PARTS and items and (operator in ("and", "or") or len(items) == 1):
-            return Part(source, condition, operator, tuple(parts_of(item) for item in items))
+            return Part(source, condition, operator, tuple(parts_of(item) for item in items),
+                        stepwise=operator in ("and", "or") and isinstance(args, list))
     return Part(source, condition)
+
+
+def judged(part: Part, data: Any) -> tuple[Any, Part, Any]:
+    """(the condition's value, the smallest part that decided it, that part's value), each part
+    evaluated at most once. An `and` is the first part datalogic-py counts as false, else the
+    last; an `or` the first it counts as true, else the last: the value datalogic-py gives for
+    the whole (tests/test_logic.py holds the two side by side). Raises LogicError."""
+    if not part.stepwise:
+        value = part.condition.evaluate(data)
+        decider, decided = _decider(part, data, value)
+        return value, decider, decided
+    value: Any = None
+    for child in part.children:
+        value, decider, decided = judged(child, data)
+        if _datalogic_truthy(value) == (part.operator == "or"):
+            return value, decider, decided
+    return value, part, value
+
+
+def _datalogic_truthy(value: Any) -> bool:
+    # datalogic-py's own truthiness inside and/or, which differs from JsonLogic's in one
+    # place: {} is false. Following it keeps the value exactly what the whole would give.
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
 
 
 def deciding_part(part: Part, data: Any, value: Any) -> tuple[Any, Any]:
@@ -70,6 +105,10 @@ def _decider(part: Part, data: Any, value: Any) -> tuple[Part, Any]:
 def because(part: Part, data: Any, value: Any) -> str:
     """One line: which part decided, and what it was."""
     decider, decided = _decider(part, data, value)
+    return said(decider, decided)
+
+
+def said(decider: Part, decided: Any) -> str:
     return f"{decider.shown} was {_shown(decided)}"
 
 

@@ -22,7 +22,11 @@ import httpx
 import pytest
 import redis
 
+from engine.redis_wire import pack_with_hiredis
 from stand_in import StandIn
+
+# In-process clients write to Redis as the processes do (engine/cli.py makes the same call).
+pack_with_hiredis()
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-7f3a"  # a test value, not a real credential

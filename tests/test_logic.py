@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.dates import normalise_dates, to_millis
-from engine.explain import because, parts_of
+from engine.explain import because, judged, parts_of, said
 from engine.logic import LogicError, compile_condition, data_handle, is_truthy
 
 # Copied from ../shared/jsonlogic/official-tests.json: the suite jsonlogic.com publishes.
@@ -37,6 +39,55 @@ def test_official_suite_on_a_data_handle_as_on_plain_data(rule: object, data: ob
     assert type(result) is type(expected) or {type(result), type(expected)} <= {int, float}
     part = parts_of(rule, condition)
     assert because(part, handle, result) == because(part, data, result)
+
+
+@pytest.mark.parametrize(("rule", "data", "expected"), CASES, ids=[json.dumps(c[0])[:60] for c in CASES])
+def test_judged_part_by_part_gives_the_value_of_the_whole(rule: object, data: object, expected: object) -> None:
+    # decide() takes a condition's value and its deciding part from judged(), which evaluates
+    # and/or part by part: it must give what datalogic-py gives for the whole.
+    condition = compile_condition(rule)
+    value, _, _ = judged(parts_of(rule, condition), data_handle(data))
+    assert value == expected
+    assert type(value) is type(expected) or {type(value), type(expected)} <= {int, float}
+
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.0, 1.5, "", "0", "a"]),
+                        st.just([]), st.just([0]), st.just({}), st.just({"a": 1}))
+
+
+def _trees(leaves: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.builds(lambda items: {"and": items}, st.lists(inner, min_size=1, max_size=4)),
+        st.builds(lambda items: {"or": items}, st.lists(inner, min_size=1, max_size=4)),
+        st.builds(lambda item: {"!": [item]}, inner)), max_leaves=12)
+
+
+@given(_trees(st.one_of(JSON_VALUES.filter(lambda v: not isinstance(v, dict)), st.sampled_from([{"var": "x"}, {"var": "missing"}, {"==": [{"var": "x"}, 1]}]))),
+       JSON_VALUES)
+def test_judged_matches_datalogic_on_any_and_or_tree(rule: object, x: object) -> None:
+    condition = compile_condition(rule)
+    handle = data_handle({"x": x})
+    part = parts_of(rule, condition)
+    try:
+        whole = condition.evaluate(handle)
+    except LogicError:
+        with pytest.raises(LogicError):  # the same part fails, evaluated on its own
+            judged(part, handle)
+        return
+    value, decider, decided = judged(part, handle)
+    assert value == whole
+    # The part shown as deciding is the part that was evaluated to that value.
+    assert decider.condition.evaluate(handle) == decided
+
+
+def test_the_deciding_part_is_the_first_false_part_of_an_and() -> None:
+    rule = {"and": [{"==": [{"var": "a"}, 1]}, {"==": [{"var": "b"}, 2]}, {"==": [{"var": "c"}, 3]}]}
+    part = parts_of(rule)
+    value, decider, decided = judged(part, data_handle({"a": 1, "b": 5, "c": 3}))
+    assert value is False
+    assert said(decider, decided) == '{"==": [{"var": "b"}, 2]} was false'
+    value, decider, decided = judged(part, data_handle({"a": 1, "b": 2, "c": 3}))
+    assert value is True and decider is part
 
 
 def test_python_str_is_a_string_not_json_text() -> None:
