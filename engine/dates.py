@@ -34,8 +34,11 @@ def is_sdp_date(value: Any) -> bool:
 def normalise_dates(data: Any) -> Any:
     """A copy of `data` where every SDP date object's `value` is an integer of milliseconds."""
     if isinstance(data, dict):
-        if "value" in data and is_sdp_date(data):
-            return {**data, "value": int(data["value"])}
+        # is_sdp_date, written out: this runs for every object of every webhook.
+        value = data.get("value")
+        if isinstance(value, str) and len(data) <= 2 and (len(data) == 1 or "display_value" in data) \
+                and _EPOCH_MS.match(value):
+            return {**data, "value": int(value)}
         # Scalars are taken as they are, without a call each: this runs on every webhook.
         return {key: normalise_dates(item) if isinstance(item, (dict, list)) else item for key, item in data.items()}
     if isinstance(data, list):
