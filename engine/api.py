@@ -28,7 +28,7 @@ from engine.config import Settings
 from engine.event_queue import NewEvent
 from engine.event_writer import EventWriter
 from engine.guards import RateGate, address_allowed, client_address
-from engine.health import health_report
+from engine.health import api_readiness, health_report
 from engine.intake import Rejected, to_event
 from engine.metrics import exposition
 from engine.openapi import OPENAPI
@@ -126,8 +126,14 @@ async def metrics(request: Request) -> Response:
 
 async def health(request: Request) -> JSONResponse:
     """Readiness: the status for anyone (a load balancer, a monitor); the whole report with the
-    admin token."""
+    admin token. `?scope=api`: only whether this API process can take webhooks."""
     state = request.app.state
+    scope = request.query_params.get("scope")
+    if scope == "api":
+        status, report = await api_readiness(state.redis)
+        return JSONResponse(report, status_code=status)
+    if scope is not None:
+        return error(400, f"unknown scope {scope!r}: leave it out for the whole system, or scope=api for this API process")
     status, report = await health_report(state.redis, state.rules, state.settings, time.time())
     if admin_refusal(request) is not None:
         return JSONResponse({"status": report["status"]}, status_code=status)

@@ -95,8 +95,8 @@ def command_sandbox(args: argparse.Namespace) -> int:
     settings = SandboxSettings.from_env(os.environ)
     log = logging.getLogger("hookrules.sandbox")
     log.info("sandbox for ServiceDesk Plus (/app/<portal>/api/v3/...) and Zoho Projects (/restapi/portal/<portal>/...)")
-    log.info("OAuth token endpoint: http://127.0.0.1:%d/oauth/v2/token, client id %r", args.port, settings.client_id)
-    uvicorn.run(create_sandbox(settings), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
+    log.info("OAuth token endpoint: http://%s:%d/oauth/v2/token, client id %r", args.host, args.port, settings.client_id)
+    uvicorn.run(create_sandbox(settings), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
 
@@ -301,7 +301,10 @@ def parser() -> argparse.ArgumentParser:
     events.set_defaults(run=command_events)
     commands.add_parser("status", help="the health summary; exit 1 when unhealthy (needs REDIS_URL)").set_defaults(run=command_status)
     sandbox = commands.add_parser("sandbox", help="run a local emulator of the ServiceDesk Plus and Zoho Projects APIs")
-    sandbox.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
+    sandbox.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
+    # Loopback unless asked: the sandbox has no secrets worth guarding, but nothing outside this
+    # machine should mistake it for a real system. Containers need 0.0.0.0 (deploy/compose.yaml).
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sandbox.set_defaults(run=command_sandbox)
     return top
 

@@ -75,6 +75,18 @@ async def health_report(redis: Any, rules: RulesReloader, settings: Settings, no
     return (200 if not problems else 503), report
 
 
+async def api_readiness(redis: Any) -> tuple[int, dict[str, Any]]:
+    """Whether this API process can take webhooks: only Redis must answer. For a load
+    balancer's or Kubernetes' readiness probe of one API replica (`/ready?scope=api`): the
+    whole report above also fails while the workers are away or behind, for every replica at
+    once, when the APIs should go on storing webhooks for the workers to catch up on."""
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as exc:
+        return 503, {"status": "unavailable", "scope": "api", "problems": [f"Redis is unreachable: {exc}"]}
+    return 200, {"status": "ok", "scope": "api", "problems": []}
+
+
 def connectors_report(targets: Targets, oauth: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
     """Each connector: whether it can be used, how it authenticates, and what Redis knows of
     its token and limits. A failed token refresh is reported, not fatal: webhooks are still

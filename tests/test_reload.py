@@ -73,3 +73,41 @@ def test_good_edit_applies_and_broken_edit_is_refused_while_events_flow(redis_ur
         finally:
             for process in service.processes:
                 process.stop()
+
+
+KUBE_RULE = """\
+id: %s
+description: a rule as a ConfigMap key
+on: {source: sdp, event: "milestone.*"}
+when: {changed: milestone.actual_end_time}
+then:
+  - sdp.milestones.update: {project_id: "1", milestone_id: "2", fields: {status: {name: Closed}}}
+"""
+
+
+def test_a_configmap_mounted_as_the_rules_directory_loads_each_file_once(tmp_path: Path) -> None:
+    """Kubernetes mounts a ConfigMap as symlinks into a hidden `..data` directory, beside the
+    timestamped directory it points at; an editor leaves hidden swap files. Only the visible
+    files are rules, each once, and a kubelet-style swap is seen as an edit."""
+    from engine.config import Targets
+    from engine.reload import RulesReloader
+    from engine.rule_files import load_ruleset
+
+    mount = tmp_path / "rules"
+    first = mount / "..2026_12_01_10_00_00.1"
+    first.mkdir(parents=True)
+    (first / "close-when-done.yaml").write_text(KUBE_RULE % "close-when-done")
+    (mount / "..data").symlink_to(first.name)
+    (mount / "close-when-done.yaml").symlink_to("..data/close-when-done.yaml")
+    (mount / ".close-when-done.yaml.swp.yaml").write_text("not: [a rule")
+    ruleset = load_ruleset(mount, Targets())
+    assert [rule.id for rule in ruleset.rules] == ["close-when-done"]
+    assert [Path(f).name for f in ruleset.files] == ["close-when-done.yaml"]
+
+    reloader = RulesReloader(mount, Targets(), ruleset)
+    second = mount / "..2026_12_01_10_05_00.2"
+    second.mkdir()
+    (second / "close-when-done.yaml").write_text(KUBE_RULE % "close-when-finished")
+    (mount / "..data_tmp").symlink_to(second.name)
+    (mount / "..data_tmp").rename(mount / "..data")  # the kubelet's atomic swap
+    assert reloader.poll() and [rule.id for rule in reloader.ruleset.rules] == ["close-when-finished"]

@@ -114,6 +114,10 @@ def test_redis_down_answers_503_with_retry_after(tmp_path: Path) -> None:
         health = httpx.get(f"{down.url}/ready", headers=ADMIN, timeout=10)
         assert health.status_code == 503
         assert health.json()["redis"]["reachable"] is False
+        # This API cannot take webhooks either: its own readiness says so.
+        own = httpx.get(f"{down.url}/ready?scope=api", timeout=10)
+        assert own.status_code == 503 and own.json()["status"] == "unavailable"
+        assert "Redis is unreachable" in own.json()["problems"][0]
         # Bad input is still judged before Redis is needed.
         assert httpx.post(f"{down.url}/hooks/sdp", content=SAMPLE, timeout=10).status_code == 401
     finally:
@@ -141,6 +145,11 @@ def test_health(service: Service, redis_url: str, tmp_path: Path) -> None:
         reply = httpx.get(f"{lonely.url}/ready", headers=ADMIN, timeout=5)
         assert reply.status_code == 503
         assert reply.json()["problems"] == ["no worker has reported in the last 3 s"]
+        # Without workers the API still stores webhooks: as one replica, it is ready.
+        own = httpx.get(f"{lonely.url}/ready?scope=api", timeout=5)
+        assert own.status_code == 200 and own.json() == {"status": "ok", "scope": "api", "problems": []}
+        unknown = httpx.get(f"{lonely.url}/ready?scope=worker", timeout=5)
+        assert unknown.status_code == 400 and "scope=api" in unknown.json()["error"]
     finally:
         for process in lonely.processes:
             process.stop()

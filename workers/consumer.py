@@ -39,6 +39,7 @@ class EventConsumer:
         self.settings = ctx["settings"]
         self.tasks: dict[asyncio.Task[None], list[tuple[str, str]]] = {}
         self.stopping = False
+        self.stopped_at = 0.0
 
     @property
     def claim_idle_ms(self) -> int:
@@ -101,11 +102,18 @@ class EventConsumer:
                     await self._work([entry])
                 return
 
+    def stop(self) -> None:
+        """Stop reading new events (SIGTERM); batches already taken go on."""
+        if not self.stopping:
+            self.stopping, self.stopped_at = True, time.monotonic()
+
     async def drain(self, wait_s: float) -> None:
-        """Stop reading; let running batches finish for up to `wait_s`."""
-        self.stopping = True
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=wait_s)
+        """Stop reading; let running batches finish until `wait_s` after the stop began, so
+        the whole stop takes HOOKRULES_SHUTDOWN_WAIT once, not once per step."""
+        self.stop()
+        left = wait_s - (time.monotonic() - self.stopped_at)
+        if self.tasks and left > 0:
+            await asyncio.wait(set(self.tasks), timeout=left)
 
     async def close(self) -> None:
         """Cancel what is still running and put its events back on the queue."""

@@ -18,7 +18,6 @@ from typing import Any
 
 from arq import Worker
 from arq.worker import func
-from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
@@ -112,7 +111,10 @@ def worker_options(settings: Settings, ruleset: Ruleset) -> dict[str, Any]:
         # scan_rule's result marks its tick as done: kept well past the catch-up window.
         "functions": [func(process_event, keep_result=3600), run_action, func(scan_rule, keep_result=2 * 24 * 3600),
                       replay_action],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        # The client the API makes from the same REDIS_URL (engine/store.py), not arq's own
+        # parsing of it, which neither decodes %-escapes in a password nor reads a rediss://
+        # URL's TLS options: one REDIS_URL means the same server, the same way, everywhere.
+        "redis_pool": store.connect(settings.redis_url),
         "job_serializer": store.job_serializer,
         "job_deserializer": store.job_deserializer,
         "queue_name": store.QUEUE,
@@ -158,7 +160,7 @@ class HookrulesWorker(Worker):
     async def _sleep_until_tasks_complete(self) -> None:
         consumer: EventConsumer | None = self.ctx.get("consumer")
         if consumer is not None:
-            consumer.stopping = True
+            consumer.stop()
         while self.tasks or (consumer is not None and consumer.tasks):
             await asyncio.sleep(0.1)
 
