@@ -1,0 +1,89 @@
+"""The image's HEALTHCHECK: asks the process the container runs, whatever its role.
+
+One image runs `hookrules api`, `hookrules worker` and the sandbox, and Docker gives them all
+the same HEALTHCHECK, so this looks at the container's main process (PID 1, or the pid given
+as the first argument) to see which one it is:
+
+- `hookrules api`: GET http://127.0.0.1:$HOOKRULES_PORT/health must answer 200. /health says
+  the process answers; it does not fail when Redis or the workers are away (that is /ready),
+  so Docker does not restart an API that is only waiting for Redis.
+- the sandbox (`hookrules sandbox [--port N]`, or compose.yaml's in-container form that
+  listens on $HOOKRULES_PORT): GET /_sandbox/stats must answer 200.
+- `hookrules worker`, and anything else: healthy while it runs. A worker has no port, and
+  the heartbeat in Redis is shared by all workers, so nothing here can tell one worker's
+  health; the workers as a whole are judged by the API's /ready.
+
+Standard library only: it runs with the image's Python, quickly, every interval.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+WILDCARDS = {"", "0.0.0.0", "::", "[::]", "localhost"}
+SANDBOX_PORT = "8001"  # `hookrules sandbox --port` default (engine/cli.py)
+
+
+def command_line(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def role(argv: list[str]) -> tuple[str, list[str]]:
+    """The hookrules subcommand the process runs, and the arguments after it; "sandbox-app"
+    for compose.yaml's in-container sandbox."""
+    for index, arg in enumerate(argv):
+        if os.path.basename(arg) == "hookrules" or arg == "engine.cli":
+            rest = argv[index + 1:]
+            return (rest[0] if rest else ""), rest[1:]
+    if any("create_sandbox" in arg for arg in argv):
+        return "sandbox-app", []
+    return "", []
+
+
+def option(args: list[str], name: str, default: str) -> str:
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def local_host() -> str:
+    host = os.environ.get("HOOKRULES_HOST", "127.0.0.1")
+    if host in WILDCARDS:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+# No proxies: an HTTP_PROXY set for the container's outbound calls must not catch these.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def answers(url: str) -> bool:
+    try:
+        with OPENER.open(url, timeout=3) as reply:
+            return reply.status == 200
+    except OSError as exc:
+        print(f"{url}: {exc}", file=sys.stderr)
+        return False
+
+
+def main(argv: list[str]) -> int:
+    pid = int(argv[1]) if len(argv) > 1 else 1
+    command, rest = role(command_line(pid))
+    if command == "api":
+        return 0 if answers(f"http://{local_host()}:{os.environ.get('HOOKRULES_PORT', '8000')}/health") else 1
+    if command == "sandbox":  # `hookrules sandbox [--port N]`: 127.0.0.1 only, 8001 by default
+        return 0 if answers(f"http://127.0.0.1:{option(rest, '--port', SANDBOX_PORT)}/_sandbox/stats") else 1
+    if command == "sandbox-app":
+        return 0 if answers(f"http://{local_host()}:{os.environ.get('HOOKRULES_PORT', SANDBOX_PORT)}/_sandbox/stats") else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
