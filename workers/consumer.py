@@ -55,15 +55,19 @@ class EventConsumer:
                     await event_queue.ensure_group(redis)
                     await self._resume_own()
                     started = True
-                if len(self.tasks) >= self.settings.worker_batches:
-                    await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
-                    continue
                 if time.monotonic() - last_claim > CLAIM_EVERY_S:
                     last_claim = time.monotonic()
+                    # Looked for even when every batch slot is busy, and started beyond
+                    # HOOKRULES_WORKER_BATCHES: the busy slots may all be batches waiting for
+                    # these very events (earlier events of their entities, held by a worker
+                    # that died), which nothing else would ever take over.
                     if claimed := await event_queue.claim_stale(redis, self.name, self.claim_idle_ms, self.settings.worker_batch):
                         log.info("took over %d event(s) a stopped worker had left", len(claimed))
                         self._start(claimed)
                         continue
+                if len(self.tasks) >= self.settings.worker_batches:
+                    await asyncio.wait(set(self.tasks), timeout=CLAIM_EVERY_S, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 if entries := await event_queue.read_new(redis, self.name, self.settings.worker_batch, BLOCK_MS):
                     self._start(entries)
             except (RedisError, OSError) as exc:
