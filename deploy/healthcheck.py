@@ -4,11 +4,12 @@ One image runs `hookrules api`, `hookrules worker` and the sandbox, and Docker g
 the same HEALTHCHECK, so this looks at the container's main process (PID 1, or the pid given
 as the first argument) to see which one it is:
 
-- `hookrules api`: GET http://127.0.0.1:$HOOKRULES_PORT/health must answer 200. /health says
-  the process answers; it does not fail when Redis or the workers are away (that is /ready),
-  so Docker does not restart an API that is only waiting for Redis.
-- the sandbox (`hookrules sandbox [--port N]`, or compose.yaml's in-container form that
-  listens on $HOOKRULES_PORT): GET /_sandbox/stats must answer 200.
+- `hookrules api`: GET /health on $HOOKRULES_PORT (and $HOOKRULES_HOST, 127.0.0.1 for a
+  wildcard) must answer 200. /health says the process answers; it does not fail when Redis
+  or the workers are away (that is /ready), so Docker does not restart an API that is only
+  waiting for Redis.
+- `hookrules sandbox [--host H] [--port N]`: GET /_sandbox/stats on that port (8001 by
+  default) and host (127.0.0.1 for a wildcard such as compose.yaml's 0.0.0.0) must answer 200.
 - `hookrules worker`, and anything else: healthy while it runs. A worker has no port, and
   the heartbeat in Redis is shared by all workers, so nothing here can tell one worker's
   health; the workers as a whole are judged by the API's /ready.
@@ -24,7 +25,8 @@ import urllib.request
 from pathlib import Path
 
 WILDCARDS = {"", "0.0.0.0", "::", "[::]", "localhost"}
-SANDBOX_PORT = "8001"  # `hookrules sandbox --port` default (engine/cli.py)
+# `hookrules sandbox` defaults (engine/cli.py); its settings from the environment play no part.
+SANDBOX_HOST, SANDBOX_PORT = "127.0.0.1", "8001"
 
 
 def command_line(pid: int) -> list[str]:
@@ -33,14 +35,11 @@ def command_line(pid: int) -> list[str]:
 
 
 def role(argv: list[str]) -> tuple[str, list[str]]:
-    """The hookrules subcommand the process runs, and the arguments after it; "sandbox-app"
-    for compose.yaml's in-container sandbox."""
+    """The hookrules subcommand the process runs, and the arguments after it."""
     for index, arg in enumerate(argv):
         if os.path.basename(arg) == "hookrules" or arg == "engine.cli":
             rest = argv[index + 1:]
             return (rest[0] if rest else ""), rest[1:]
-    if any("create_sandbox" in arg for arg in argv):
-        return "sandbox-app", []
     return "", []
 
 
@@ -53,8 +52,8 @@ def option(args: list[str], name: str, default: str) -> str:
     return default
 
 
-def local_host() -> str:
-    host = os.environ.get("HOOKRULES_HOST", "127.0.0.1")
+def local_host(host: str) -> str:
+    """Where to ask a server listening on `host`: loopback for a wildcard address."""
     if host in WILDCARDS:
         return "127.0.0.1"
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -77,11 +76,11 @@ def main(argv: list[str]) -> int:
     pid = int(argv[1]) if len(argv) > 1 else 1
     command, rest = role(command_line(pid))
     if command == "api":
-        return 0 if answers(f"http://{local_host()}:{os.environ.get('HOOKRULES_PORT', '8000')}/health") else 1
-    if command == "sandbox":  # `hookrules sandbox [--port N]`: 127.0.0.1 only, 8001 by default
-        return 0 if answers(f"http://127.0.0.1:{option(rest, '--port', SANDBOX_PORT)}/_sandbox/stats") else 1
-    if command == "sandbox-app":
-        return 0 if answers(f"http://{local_host()}:{os.environ.get('HOOKRULES_PORT', SANDBOX_PORT)}/_sandbox/stats") else 1
+        host, port = local_host(os.environ.get("HOOKRULES_HOST", "127.0.0.1")), os.environ.get("HOOKRULES_PORT", "8000")
+        return 0 if answers(f"http://{host}:{port}/health") else 1
+    if command == "sandbox":
+        host, port = local_host(option(rest, "--host", SANDBOX_HOST)), option(rest, "--port", SANDBOX_PORT)
+        return 0 if answers(f"http://{host}:{port}/_sandbox/stats") else 1
     return 0
 
 

