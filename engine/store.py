@@ -63,7 +63,13 @@ def connect(url: str) -> ArqRedis:
     (redis://, rediss:// with its TLS options, unix://, %-escaped passwords). It connects on
     first use, so the API starts (and answers 503) while Redis is down, and a worker waits for
     it. Short timeouts: a webhook sender is waiting, and a 503 now beats a 202 never."""
-    redis = ArqRedis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    tls: dict[str, Any] = {}
+    if url.startswith("rediss://"):
+        # redis-py checks the certificate's chain but not, unless asked, that it names the
+        # host: asked here, so a rediss:// URL means what it says. `?ssl_check_hostname=false`
+        # in the URL still turns it off (the URL's options win over these).
+        tls["ssl_check_hostname"] = True
+    redis = ArqRedis.from_url(url, socket_connect_timeout=2, socket_timeout=5, **tls)
     redis.job_serializer = job_serializer
     redis.job_deserializer = job_deserializer
     return redis

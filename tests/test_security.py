@@ -213,3 +213,15 @@ def test_http_request_reaches_only_allowed_hosts(redis_url: str) -> None:
         redirected = send({"url": f"http://127.0.0.1:{port}/y"}, ("127.0.0.1",), redis_url)
         assert redirected.outcome == "failed" and redirected.http_status == 302
         assert [r.path for r in target.requests] == ["/x", "/y"]
+
+
+def test_a_rediss_url_checks_that_the_certificate_names_the_host() -> None:
+    """redis-py checks a TLS certificate's chain but not its host name unless asked: hookrules
+    asks, for the API and the workers alike (both use store.connect); the URL can still say no."""
+    from engine.store import connect
+
+    checked = connect("rediss://:pw@redis.example:6380/0").connection_pool.connection_kwargs
+    assert checked["ssl_check_hostname"] is True
+    opted_out = connect("rediss://redis.example:6380/0?ssl_check_hostname=false").connection_pool.connection_kwargs
+    assert opted_out["ssl_check_hostname"] is False
+    assert "ssl_check_hostname" not in connect("redis://127.0.0.1:6379/0").connection_pool.connection_kwargs
