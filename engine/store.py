@@ -126,6 +126,11 @@ async def mark_sending(redis: ArqRedis, event_id: str, action_key: str) -> None:
     await redis.hset(EVENT_PREFIX + event_id, "sending:" + action_key, str(time.time()))
 
 
+def add_sending(pipe: Any, event_id: str, action_key: str, now: float) -> None:
+    """mark_sending's write, added to a transaction that holds others (a worker's batch)."""
+    pipe.hset(EVENT_PREFIX + event_id, "sending:" + action_key, str(now))
+
+
 async def was_sending(redis: ArqRedis, event_id: str, action_key: str) -> bool:
     return bool(await redis.hexists(EVENT_PREFIX + event_id, "sending:" + action_key))
 

@@ -203,6 +203,12 @@ async def _record(redis: Any, decided: list[Decided], writes: list[tuple[Event, 
             for action in d.decision.actions:
                 if action.request is None:
                     store.add_outcome(pipe, event.id, action.key, unsent(action, "failed"))
+                else:
+                    # Its first try follows at once (first_try.py): marked in flight here, with
+                    # the decision, rather than in a round trip of its own. A worker that dies
+                    # before sending leaves a mark for a try never made: the retry job then asks
+                    # the target first (an SDP update) and sends, as after an interrupted try.
+                    store.add_sending(pipe, event.id, action.key, now)
             echoed = echo or latest.get(store.entity_key(event), (None, None, False))[2]
             latest[store.entity_key(event)] = (event, current, echoed)
         for event, current, echoed in latest.values():

@@ -1,7 +1,7 @@
 """The first try of a batch's actions, sent by the worker that decided them.
 
 Most actions succeed at the first try, so that try is made at once, without a job of its own:
-the in-flight marks of the whole batch are written in one round trip, the requests go out
+the in-flight marks were written with the batch's decisions (batch.py), the requests go out
 together (at most HOOKRULES_WORKER_CONCURRENCY at a time), and every outcome, count and echo
 memory is written in one more. Only an action that has to be tried again becomes a run_action
 job (workers/action_job.py), deferred by its backoff, under the job id event:rule:n: the same
@@ -38,10 +38,7 @@ async def send_first_tries(ctx: dict[str, Any], decided: list[Decided]) -> dict[
     said: dict[str, list[str]] = {}
     if not planned:
         return said
-    async with redis.pipeline(transaction=False) as pipe:
-        for event, action in planned:
-            pipe.hset(store.EVENT_PREFIX + event.id, "sending:" + action.key, str(time.time()))
-        await pipe.execute()
+    # Each is already marked in flight, in the transaction that stored its decision (batch.py).
     first_at = time.time()
     results = await asyncio.gather(*(_send(ctx["sender"], ctx["send_gate"], action.request) for _, action in planned))
     records = [outcome_record(settings, action.action, action.request.to_dict(), action.request, result, {}, first_at, 0)
