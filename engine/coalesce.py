@@ -18,25 +18,18 @@ Result = TypeVar("Result")
 
 
 class Coalescer(Generic[Item, Result]):
-    """`max_in_flight` calls may be on their way at once: with two, the next batch is sent
-    while Redis works on the one before, instead of the process waiting idle for it. Calls
-    in flight together hold items of concurrent callers, whose order was never defined; a
-    caller that waits for its answer before asking again is always in a later call."""
-
-    def __init__(self, call: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int,
-                 max_in_flight: int = 1) -> None:
+    def __init__(self, call: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int) -> None:
         self._call = call  # one result per item, in order
         self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flushing = 0
+        self._flushing = False
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._pending.append((item, future))
-        if self._flushing < self._max_in_flight:
-            self._flushing += 1
+        if not self._flushing:
+            self._flushing = True
             loop.create_task(self._flush())
         # A caller that is cancelled stops waiting; its item is sent all the same.
         return await future
@@ -47,7 +40,7 @@ class Coalescer(Generic[Item, Result]):
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
                 await self._send(batch)
         finally:
-            self._flushing -= 1
+            self._flushing = False
 
     async def _send(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

@@ -26,9 +26,7 @@ class EventWriter:
     def __init__(self, redis: Redis, ttl_s: int, max_batch: int = MAX_BATCH) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
-        # Two writes in flight: the API parses the next requests' bodies while Redis runs the
-        # script for the last batch (bench/: the API was idle a sixth of the time with one).
-        self._writes: Coalescer[NewEvent, bool] = Coalescer(self._write, max_batch, max_in_flight=2)
+        self._writes: Coalescer[NewEvent, bool] = Coalescer(self._write, max_batch)
 
     async def store(self, item: NewEvent) -> bool:
         """True when stored and queued, False when it is a resend of a stored event. Raises

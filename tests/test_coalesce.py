@@ -1,12 +1,10 @@
 """engine/coalesce.py: concurrent callers' items go to Redis in shared calls, each caller gets its
-own answer only once the call holding its item has returned, and at most `max_in_flight` calls
-are on their way at once."""
+own answer only once the call holding its item has returned, and one call is on its way at a
+time."""
 
 from __future__ import annotations
 
 import asyncio
-
-import pytest
 
 from engine.coalesce import Coalescer
 
@@ -29,17 +27,16 @@ class SlowCall:
         return [item * 10 for item in items]
 
 
-@pytest.mark.parametrize("in_flight", [1, 2])
-def test_callers_share_calls_and_get_their_own_answers(in_flight: int) -> None:
+def test_callers_share_calls_and_get_their_own_answers() -> None:
     async def scenario() -> None:
         call = SlowCall()
-        coalescer: Coalescer[int, int] = Coalescer(call, max_batch=50, max_in_flight=in_flight)
+        coalescer: Coalescer[int, int] = Coalescer(call, max_batch=50)
         callers = [asyncio.create_task(coalescer.submit(n)) for n in range(100)]
         await asyncio.sleep(0.01)
         assert not any(c.done() for c in callers)  # nothing answered before its call returns
         call.release.set()
         assert await asyncio.gather(*callers) == [n * 10 for n in range(100)]
-        assert call.most_at_once == in_flight
+        assert call.most_at_once == 1
         assert sorted(n for batch in call.batches for n in batch) == list(range(100))
         assert len(call.batches) < 100  # shared calls, not one per caller
 
@@ -56,7 +53,7 @@ def test_a_failed_call_fails_each_of_its_callers_and_not_the_next_call() -> None
                 raise ConnectionError("Redis went away")
             return items
 
-        coalescer: Coalescer[int, int] = Coalescer(call, max_batch=10, max_in_flight=2)
+        coalescer: Coalescer[int, int] = Coalescer(call, max_batch=10)
         results = await asyncio.gather(*(coalescer.submit(n) for n in range(5)), return_exceptions=True)
         assert all(isinstance(r, ConnectionError) for r in results)
         failing = False
