@@ -296,7 +296,7 @@ def test_a_killed_workers_events_are_taken_over_without_stalling(tmp_path: Path)
     decided; the later events of those entities waited for their turn (`work_on` loops in
     `take_turns`), and soon every batch slot of every surviving worker held such a waiting batch.
     The consumer looked for a dead worker's entries (`claim_stale`) only when a slot was free, so
-    it never did: two minutes later (`ORDER_WAIT_S`) the waiting events were "decided anyway",
+    it never did: two minutes later (then `ORDER_WAIT_S`) the waiting events were "decided anyway",
     out of arrival order. Now the look happens whatever the slots hold. The actions must all be
     applied within HOOKRULES_JOB_TIMEOUT + 10 s + 25 s of the kill (else TakeoverStalled), each
     once, each entity's events decided in arrival order."""

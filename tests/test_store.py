@@ -155,3 +155,32 @@ def test_stopped_workers_names_leave_the_group_once_idle_and_done(url: str, plai
 
     forgotten, left = asyncio.run(scenario())
     assert forgotten == ["stopped"] and left == ["holding"]
+
+
+def test_a_later_event_waits_for_the_earlier_one_then_goes_only_after_the_order_wait(url: str, plain: redis.Redis) -> None:
+    """Entity 1's line holds evt_1 then evt_2; a batch holding only evt_2 waits, however old
+    evt_2 is, until it has itself waited `order_wait` (workers/batch.py: the take-over time
+    of a dead worker's events plus a margin), and evt_2 goes at once when it is at the head."""
+    from workers.batch import Taken, take_turns
+
+    old = time.time() - 3600  # received an hour ago: the wait counts from when it was first blocked
+
+    async def scenario() -> list[list[str]]:
+        client = store.connect(url)
+        try:
+            await event_queue.store_events(client, [NewEvent(make_event(f"evt_{n}", old), {}) for n in (1, 2)], ttl_s=600)
+            later = [Taken("0-2", make_event("evt_2", old), "queued")]
+            seen = []
+            now = time.time()
+            for at in (now, now + 5, now + 20):
+                ready, _ = await take_turns(client, later, at, order_wait=10)
+                seen.append([t.event.id for t in ready])
+            await client.lrem(store.order_key(make_event("evt_1")), 1, "evt_1")  # evt_1 decided
+            again = [Taken("0-2", make_event("evt_2", old), "queued")]
+            ready, _ = await take_turns(client, again, now, order_wait=10)
+            seen.append([t.event.id for t in ready])
+            return seen
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [[], [], ["evt_2"], ["evt_2"]]

@@ -30,9 +30,14 @@ from engine.jsontext import dumps, loads
 from engine.models import Decision, Event, PlannedAction, Request
 
 log = logging.getLogger("hookrules.worker")
-# How long an event waits for an earlier event of the same entity before it is decided anyway
-# (that earlier one's worker died and has not been taken over yet).
-ORDER_WAIT_S = 120.0
+# How long an event waits for an earlier event of its entity, beyond the time a dead worker's
+# events take to be taken over (HOOKRULES_JOB_TIMEOUT + 10 s), before it is decided anyway:
+# only an earlier event that is truly lost, never one merely on its way, breaks the order.
+ORDER_MARGIN_S = 60.0
+
+
+def order_wait_s(settings: Settings) -> float:
+    return settings.job_timeout_s + 10 + ORDER_MARGIN_S
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Taken:
     event: Event
     status: str
     decision: dict[str, Any] | None = None
+    blocked_since: float | None = None  # when it was first found waiting for an earlier event
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def by_entity(taken: list[Taken]) -> dict[str, list[Taken]]:
     return groups
 
 
-async def take_turns(redis: Any, queued: list[Taken], now: float) -> tuple[list[Taken], list[Taken]]:
+async def take_turns(redis: Any, queued: list[Taken], now: float, order_wait: float) -> tuple[list[Taken], list[Taken]]:
     """(events whose turn it is, events that must wait for an earlier one of their entity).
     Of an entity's events in the batch, those at the head of its arrival-order list go now, in
     order. An earlier event already decided (its worker died before clearing the line) or
@@ -93,15 +99,18 @@ async def take_turns(redis: Any, queued: list[Taken], now: float) -> tuple[list[
             blocked.append((key, items, line))
         ready += items[:first]
         waiting += items[first:]
+    for item in waiting:
+        item.blocked_since = item.blocked_since or now
     if not blocked:
         return ready, waiting
-    unblocked = await _look_at_heads(redis, blocked, now)
+    unblocked = await _look_at_heads(redis, blocked, now, order_wait)
     return ready + unblocked, [item for item in waiting if item not in unblocked]
 
 
-async def _look_at_heads(redis: Any, blocked: list[tuple[str, list[Taken], list[str]]], now: float) -> list[Taken]:
+async def _look_at_heads(redis: Any, blocked: list[tuple[str, list[Taken], list[str]]], now: float,
+                         order_wait: float) -> list[Taken]:
     """For entities whose head is not this batch's: the events that may go all the same (not in
-    the line at all, as after it expired; or waiting past ORDER_WAIT_S). A head that is decided
+    the line at all, as after it expired; or waiting longer than `order_wait`). A head that is decided
     (its worker died before clearing it) or expired is cleared, for the next look."""
     async with redis.pipeline(transaction=False) as pipe:
         for key, items, line in blocked:
@@ -113,7 +122,7 @@ async def _look_at_heads(redis: Any, blocked: list[tuple[str, list[Taken], list[
         for (key, items, line), position, status in zip(blocked, replies[0::2], replies[1::2]):
             if position is None:
                 going += items  # not in the line at all: nothing to wait for
-            elif now - items[0].event.received_at >= ORDER_WAIT_S:
+            elif now - (items[0].blocked_since or now) >= order_wait:
                 log.warning("event %s: an earlier event of %s is stuck; deciding it anyway", items[0].event.id, key)
                 going.append(items[0])
             elif line and status != b"queued":

@@ -14,16 +14,18 @@ actions, scheduled scans and dead-letter replays).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from engine import event_queue, store
-from workers.batch import Taken, decide_all, load, resume, take_turns
+from workers.batch import Taken, decide_all, load, order_wait_s, resume, take_turns
 from workers.first_try import send_first_tries
 
 log = logging.getLogger("hookrules.worker")
@@ -38,6 +40,13 @@ class EventConsumer:
         self.name: str = ctx["worker_id"]
         self.settings = ctx["settings"]
         self.tasks: dict[asyncio.Task[None], list[tuple[str, str]]] = {}
+        # Batches in which nothing can go now: each of their events waits for an earlier event
+        # of its entity that is elsewhere (handed back to the stream's end by a stopping
+        # worker, or held by one that died). They do not count against
+        # HOOKRULES_WORKER_BATCHES, or a worker whose every slot waits would never read as far
+        # as the events they wait for.
+        self.waiting: set[asyncio.Task[None]] = set()
+        self._slot_changed = asyncio.Event()
         self.stopping = False
         self.stopped_at = 0.0
 
@@ -65,8 +74,10 @@ class EventConsumer:
                         log.info("took over %d event(s) a stopped worker had left", len(claimed))
                         self._start(claimed)
                         continue
-                if len(self.tasks) >= self.settings.worker_batches:
-                    await asyncio.wait(set(self.tasks), timeout=CLAIM_EVERY_S, return_when=asyncio.FIRST_COMPLETED)
+                if len(self.tasks) - len(self.waiting) >= self.settings.worker_batches:
+                    self._slot_changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_changed.wait(), timeout=CLAIM_EVERY_S)
                     continue
                 if entries := await event_queue.read_new(redis, self.name, self.settings.worker_batch, BLOCK_MS):
                     self._start(entries)
@@ -83,14 +94,30 @@ class EventConsumer:
     def _start(self, entries: list[tuple[str, str]]) -> None:
         task = asyncio.get_running_loop().create_task(self._work(entries))
         self.tasks[task] = entries
-        task.add_done_callback(lambda done: self.tasks.pop(done, None))
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+        self.waiting.discard(task)
+        self._slot_changed.set()
+
+    def _waits(self, waiting: bool) -> None:
+        """Called by the running batch: whether all it holds is waiting for earlier events."""
+        task = asyncio.current_task()
+        if task is None or task not in self.tasks:
+            return
+        if waiting and task not in self.waiting:
+            self.waiting.add(task)
+            self._slot_changed.set()
+        elif not waiting:
+            self.waiting.discard(task)
 
     async def _work(self, entries: list[tuple[str, str]]) -> None:
         """One batch, tried again while Redis is away; a batch that fails otherwise (a defect)
         is split up, so one bad event cannot hold the others back."""
         while True:
             try:
-                await work_on(self.ctx, self.name, entries)
+                await work_on(self.ctx, self.name, entries, self._waits)
                 return
             except (RedisError, OSError) as exc:
                 if self.stopping:
@@ -134,22 +161,31 @@ class EventConsumer:
                 log.warning("could not hand back %d event(s) (%s); another worker takes them over later", len(left), exc)
 
 
-async def work_on(ctx: dict[str, Any], consumer: str, entries: list[tuple[str, str]]) -> None:
-    """Decide and act on a batch of entries, each entity's events in arrival order; waits
-    (briefly, a few times a second) for an earlier event of an entity held by another worker."""
+async def work_on(ctx: dict[str, Any], consumer: str, entries: list[tuple[str, str]],
+                  waits: Callable[[bool], None] = lambda _: None) -> None:
+    """Decide and act on a batch of entries, each entity's events in arrival order. An event
+    whose entity has an earlier event elsewhere waits for it, looking again a few times a
+    second, less often the longer nothing can go; `waits(True)` says the whole batch waits."""
     redis, settings = ctx["redis"], ctx["settings"]
     taken, gone = await load(redis, entries)
     already = [t for t in taken if t.status == "decided"]
     await resume(redis, settings, already)
     await event_queue.acknowledge(redis, gone + [t.entry_id for t in taken if t.status != "queued"])
     queued = [t for t in taken if t.status == "queued"]
+    order_wait, idle_rounds = order_wait_s(settings), 0
     while queued:
-        ready, queued = await take_turns(redis, queued, time.time())
+        ready, queued = await take_turns(redis, queued, time.time(), order_wait)
         if ready:
+            waits(False)
+            idle_rounds = 0
             await act_on(ctx, ready)
         if queued:
             await event_queue.keep_claimed(redis, consumer, [t.entry_id for t in queued])
-            await asyncio.sleep(random.uniform(0.05, 0.2))
+            if not ready:
+                waits(True)
+                idle_rounds += 1
+            # 0.05-0.2 s, up to 8x that while nothing goes: waiting batches may be many.
+            await asyncio.sleep(random.uniform(0.05, 0.2) * min(2 ** (idle_rounds // 5), 8))
 
 
 async def act_on(ctx: dict[str, Any], ready: list[Taken]) -> None:

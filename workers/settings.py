@@ -92,7 +92,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
-    consumer: EventConsumer = ctx["consumer"]
+    consumer: EventConsumer | None = ctx.get("consumer")
+    if consumer is None:
+        # on_startup never ran: Redis failed arq's first call (still loading its data after a
+        # restart, say). Nothing was started; run_worker starts a new worker after a pause.
+        return
     await consumer.drain(ctx["settings"].shutdown_wait_s)
     await consumer.close()
     for task in (ctx["consuming"], ctx["heartbeat"], ctx["rule_watcher"], ctx["scheduler"]):
