@@ -34,7 +34,7 @@ import aiohttp
 import httpx
 import redis
 
-from conftest import ROOT, SECRET, base_env, free_port
+from conftest import ROOT, SECRET, Process, base_env, free_port
 from engine.embedded_redis import die_with_parent, start_embedded
 
 ENTITIES = 200
@@ -96,16 +96,6 @@ def tail(text: str, chars: int = 2500) -> str:
 # ---- processes ----
 
 @dataclass
-class Child:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@dataclass
 class Stack:
     """The running system: Valkey, the receiver, two APIs and the workers."""
 
@@ -114,19 +104,19 @@ class Stack:
     db: redis.Redis | None = None
     receiver_url: str = ""
     api_urls: list[str] = field(default_factory=list)
-    workers: list[Child] = field(default_factory=list)
-    children: list[Child] = field(default_factory=list)
+    workers: list[Process] = field(default_factory=list)
+    children: list[Process] = field(default_factory=list)
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Process:
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                      preexec_fn=die_with_parent)
-        child = Child(name, popen, log)
+        child = Process(name, popen, log)
         self.children.append(child)
         return child
 
-    def start_worker(self) -> Child:
+    def start_worker(self) -> Process:
         worker = self.spawn(f"worker-{len(self.workers) + 1}", ["-m", "engine.cli", "worker"], {**self.env, "HOOKRULES_PORT": "0"})
         self.workers.append(worker)
         return worker
@@ -152,7 +142,7 @@ class Stack:
             return {}
 
 
-def consumer_name(worker: Child) -> str:
+def consumer_name(worker: Process) -> str:
     return f"{socket.gethostname()}:{worker.popen.pid}"  # how a worker names itself on the event stream
 
 
@@ -205,7 +195,7 @@ def scale_stack(tmp_path: Path, **settings: str) -> Iterator[Stack]:
         server.stop()
 
 
-def stop_all(children: list[Child], wait_s: float = 15.0) -> None:
+def stop_all(children: list[Process], wait_s: float = 15.0) -> None:
     """SIGTERM to every child at once, one deadline for all, then SIGKILL to any still running."""
     running = [c for c in children if c.popen.poll() is None]
     for child in running:

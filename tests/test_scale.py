@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from scale_receiver import ITEM_BASE
+from conftest import Process
 from scale_stack import (
     ENTITIES,
     FIRST_SEQ,
@@ -63,7 +64,6 @@ from scale_stack import (
     SCAN_PROJECT,
     SCAN_RULE_ID,
     STREAM,
-    Child,
     Stack,
     consumer_name,
     entity_id,
@@ -228,7 +228,7 @@ def check_one_scan_per_tick(stack: Stack, checked_at: float) -> list[int]:
     return ticks
 
 
-def log_count(workers: list[Child], phrase: str) -> int:
+def log_count(workers: list[Process], phrase: str) -> int:
     """The sum of the numbers that follow `phrase` in the workers' logs ("took over 12 event(s)")."""
     return sum(int(line.split(phrase, 1)[1].split()[0]) for w in workers for line in w.output().splitlines() if phrase in line)
 
