@@ -74,20 +74,7 @@ def judged(part: Part, data: Any) -> tuple[Any, Part, Any]:
 def _datalogic_truthy(value: Any) -> bool:
     # datalogic-py's own truthiness inside and/or, which differs from JsonLogic's in one
     # place: {} is false. Following it keeps the value exactly what the whole would give.
-    if value is None or value is False:
-        return False
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value != 0
-    if isinstance(value, (str, list, dict)):
-        return len(value) > 0
-    return True
-
-
-def deciding_part(part: Part, data: Any, value: Any) -> tuple[Any, Any]:
-    """(the smallest part that decided, as written, its value); `value` is `part`'s own, already
-    known. `data`: what the whole was evaluated on, a DataHandle or plain data."""
-    decider, decided = _decider(part, data, value)
-    return decider.source, decided
+    return is_truthy(value) and value != {}
 
 
 def _decider(part: Part, data: Any, value: Any) -> tuple[Part, Any]:
@@ -102,13 +89,8 @@ def _decider(part: Part, data: Any, value: Any) -> tuple[Part, Any]:
     return part, value
 
 
-def because(part: Part, data: Any, value: Any) -> str:
-    """One line: which part decided, and what it was."""
-    decider, decided = _decider(part, data, value)
-    return said(decider, decided)
-
-
 def said(decider: Part, decided: Any) -> str:
+    """One line: which part decided, and what it was."""
     return f"{decider.shown} was {_shown(decided)}"
 
 

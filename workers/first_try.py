@@ -85,6 +85,5 @@ def outcome_words(action: PlannedAction, record: dict[str, Any]) -> str:
 
 def _log(event: Event, action: PlannedAction, record: dict[str, Any]) -> None:
     """An action that is not done has a line of its own, with why."""
-    log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event.id, action.key, record["outcome"], record.get("http_status"),
-             record["attempts"], f": {record['error']}" if record["outcome"] != "done" else "",
+    log.info("action %s:%s: %s", event.id, outcome_words(action, record), record["error"],
              extra={"event_id": event.id, "rule_id": action.rule_id, "action": action.action})
