@@ -1,20 +1,15 @@
 """The OpenAPI 3.0.3 description of hookrules' HTTP API, as served at `GET /openapi.json`.
 
 A plain dict, kept by hand next to engine/api.py and the README's "Webhook contract": change
-them together. tests/test_openapi.py runs Schemathesis against a live service with it.
+them together. The routes are here; what they share (schemas, error answers, parameters) is in
+engine/openapi_components.py. tests/test_openapi.py runs Schemathesis against a live service with it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_JSON = "application/json"
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before sending again.",
-        "schema": {"type": "integer", "minimum": 0},
-    }
-}
+from engine.openapi_components import COMPONENTS, JSON
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -120,7 +115,7 @@ OPENAPI: dict[str, Any] = {
                     "required": True,
                     "description": "At most HOOKRULES_MAX_BODY bytes (1 MiB by default), UTF-8.",
                     "content": {
-                        _JSON: {
+                        JSON: {
                             "schema": {"$ref": "#/components/schemas/WebhookBody"},
                             "example": {
                                 "milestone": {
@@ -139,7 +134,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "202": {
                         "description": "Stored in Redis and queued.",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
                     },
                     "400": {"$ref": "#/components/responses/BadRequest"},
                     "401": {"$ref": "#/components/responses/HookUnauthorized"},
@@ -161,7 +156,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "Always, while the process runs.",
-                        "content": {_JSON: {"schema": {"type": "object", "required": ["status"],
+                        "content": {JSON: {"schema": {"type": "object", "required": ["status"],
                                                        "properties": {"status": {"type": "string", "enum": ["alive"]}}}}},
                     },
                 },
@@ -197,11 +192,11 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "Redis answers and a worker reported within three heartbeat intervals.",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
                     },
                     "503": {
                         "description": "Redis is unreachable or no worker reported in time (the report's `problems` says which).",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Health"}}},
                     },
                     "400": {"$ref": "#/components/responses/BadRequest"},
                 },
@@ -228,7 +223,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "The matching events, summarised.",
-                        "content": {_JSON: {"schema": {"type": "object", "required": ["events"],
+                        "content": {JSON: {"schema": {"type": "object", "required": ["events"],
                                                        "properties": {"events": {"type": "array", "items": {"type": "object"}}}}}},
                     },
                     "400": {"$ref": "#/components/responses/BadRequest"},
@@ -256,7 +251,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "The event record.",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/EventRecord"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/EventRecord"}}},
                     },
                     "401": {"$ref": "#/components/responses/AdminUnauthorized"},
                     "403": {"$ref": "#/components/responses/AdminOff"},
@@ -274,7 +269,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "Dead letters, at most 1,000.",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/DeadLetterList"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/DeadLetterList"}}},
                     },
                     "401": {"$ref": "#/components/responses/AdminUnauthorized"},
                     "403": {"$ref": "#/components/responses/AdminOff"},
@@ -292,7 +287,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "The dead letter, its event and the action's last outcome.",
-                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/DeadLetterDetail"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/DeadLetterDetail"}}},
                     },
                     "401": {"$ref": "#/components/responses/AdminUnauthorized"},
                     "403": {"$ref": "#/components/responses/AdminOff"},
@@ -309,7 +304,7 @@ OPENAPI: dict[str, Any] = {
                     "200": {
                         "description": "Purged.",
                         "content": {
-                            _JSON: {
+                            JSON: {
                                 "schema": {
                                     "type": "object",
                                     "required": ["purged"],
@@ -340,7 +335,7 @@ OPENAPI: dict[str, Any] = {
                     "202": {
                         "description": "Queued.",
                         "content": {
-                            _JSON: {
+                            JSON: {
                                 "schema": {
                                     "type": "object",
                                     "required": ["replaying", "job_id"],
@@ -368,7 +363,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "The OpenAPI 3.0.3 document.",
-                        "content": {_JSON: {"schema": {"type": "object"}}},
+                        "content": {JSON: {"schema": {"type": "object"}}},
                     },
                     "401": {"$ref": "#/components/responses/AdminUnauthorized"},
                     "403": {"$ref": "#/components/responses/AdminOff"},
@@ -376,194 +371,5 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
-    "components": {
-        "securitySchemes": {
-            "adminToken": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "`Authorization: Bearer <HOOKRULES_ADMIN_TOKEN>`. While it is unset, the routes that need it answer 403.",
-            }
-        },
-        "parameters": {
-            "Source": {
-                "name": "source",
-                "in": "path",
-                "required": True,
-                "description": "A source named in sources.yaml (shipped: `sdp`).",
-                "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"},
-            },
-            "LetterId": {
-                "name": "letter_id",
-                "in": "path",
-                "required": True,
-                "description": "`<event id>:<rule id>:<n>`, as listed.",
-                "schema": {"type": "string", "pattern": "^evt_[0-9a-f]{24}:[A-Za-z0-9][A-Za-z0-9_.-]{0,99}:[0-9]+$"},
-            },
-        },
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string", "description": "What was wrong, in words."}},
-            },
-            "Accepted": {
-                "type": "object",
-                "required": ["event_id", "duplicate"],
-                "properties": {
-                    "event_id": {"type": "string", "pattern": "^evt_[0-9a-f]{24}$"},
-                    "duplicate": {"type": "boolean", "description": "True for a resend of a stored delivery id."},
-                },
-            },
-            "WebhookBody": {
-                "type": "object",
-                "description": (
-                    "Exactly one object with an `id`, keyed by its kind: `{\"milestone\": {\"id\": \"123\", ...}}`. "
-                    "`response_status` and `list_info` beside it are ignored."
-                ),
-                "properties": {
-                    "event": {"type": "string", "description": "Event type, when X-Hook-Event is not sent."},
-                },
-                "additionalProperties": True,
-            },
-            "WebhookForm": {
-                "type": "object",
-                "required": ["input_data"],
-                "properties": {
-                    "input_data": {"type": "string", "description": "The JSON object, as in an application/json body."},
-                },
-            },
-            "Health": {
-                "type": "object",
-                "description": "Only `status` without the admin token.",
-                "required": ["status"],
-                "properties": {
-                    "status": {"type": "string", "enum": ["ok", "unavailable"]},
-                    "scope": {"type": "string", "enum": ["api"]},
-                    "problems": {"type": "array", "items": {"type": "string"}},
-                    "warnings": {"type": "array", "items": {"type": "string"}},
-                    "redis": {
-                        "type": "object",
-                        "required": ["reachable"],
-                        "properties": {"reachable": {"type": "boolean"}, "error": {"type": "string"}},
-                    },
-                    "queue": {"type": "object", "properties": {"depth": {"type": "integer"}}},
-                    "worker": {"type": "object"},
-                    "ruleset": {"type": "object"},
-                    "sources": {"type": "array", "items": {"type": "string"}},
-                    "connectors": {"type": "object"},
-                    "schedules": {"type": "object"},
-                    "dead_letters": {"type": "integer"},
-                    "loops": {"type": "array"},
-                },
-            },
-            "EventRecord": {
-                "type": "object",
-                "required": ["event", "status", "decision", "actions"],
-                "properties": {
-                    "event": {"type": "object", "description": "The event as normalised."},
-                    "status": {"type": "string", "nullable": True, "description": "`queued`, `decided`."},
-                    "decision": {
-                        "type": "object",
-                        "nullable": True,
-                        "description": "Each candidate rule, matched or not, and the planned requests (no credentials).",
-                    },
-                    "actions": {
-                        "type": "object",
-                        "description": "Per `<rule id>:<n>`: outcome (`done`, `retrying`, `failed`, `shadow`), attempts, history.",
-                        "additionalProperties": {"type": "object"},
-                    },
-                },
-            },
-            "DeadLetter": {
-                "type": "object",
-                "required": ["id", "event_id", "rule", "failed_at"],
-                "properties": {
-                    "id": {"type": "string"},
-                    "event_id": {"type": "string"},
-                    "rule": {"type": "string"},
-                    "action": {"type": "string", "nullable": True},
-                    "error": {"type": "string", "nullable": True},
-                    "http_status": {"type": "integer", "nullable": True},
-                    "attempts": {"type": "integer", "nullable": True},
-                    "failed_at": {"type": "number", "description": "Epoch seconds."},
-                },
-            },
-            "DeadLetterList": {
-                "type": "object",
-                "required": ["dead_letters"],
-                "properties": {"dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}},
-            },
-            "DeadLetterDetail": {
-                "type": "object",
-                "required": ["id", "event", "outcome"],
-                "properties": {
-                    "id": {"type": "string"},
-                    "event": {"type": "object"},
-                    "outcome": {"type": "object", "nullable": True},
-                },
-            },
-        },
-        "responses": {
-            "BadRequest": {
-                "description": (
-                    "Not UTF-8, not valid JSON, not an object, nested too deeply or with too many keys, no or "
-                    "several objects with an id, a form without input_data, or a bad event type or delivery id."
-                ),
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "HookUnauthorized": {
-                "description": (
-                    "No valid credentials for any scheme the source accepts (a webhook-timestamp more than "
-                    "5 minutes off included), or no secret configured for the source."
-                ),
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "Forbidden": {
-                "description": "The sender's address is not in the source's allow_ips.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "UnknownSource": {
-                "description": "Unknown source; the reason names the accepted ones.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "RequestTimeout": {
-                "description": "The body did not arrive within HOOKRULES_BODY_TIMEOUT seconds.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "TooLarge": {
-                "description": "The body is over HOOKRULES_MAX_BODY.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "UnsupportedMediaType": {
-                "description": "No Content-Type, or one other than JSON or form.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "TooManyRequests": {
-                "description": "The source sent more than its `rate` of webhooks a second.",
-                "headers": _RETRY_AFTER,
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "RedisDown": {
-                "description": "Redis is unreachable; nothing was done. Send again later.",
-                "headers": _RETRY_AFTER,
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "AdminUnauthorized": {
-                "description": "Missing or wrong `Authorization: Bearer <HOOKRULES_ADMIN_TOKEN>`.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "AdminOff": {
-                "description": "HOOKRULES_ADMIN_TOKEN is unset: these routes are off.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "NotFound": {
-                "description": "No such event (unknown id, or older than HOOKRULES_EVENT_TTL).",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "NoDeadLetter": {
-                "description": "No such dead letter: a wrong id, already replayed or purged, or its event expired.",
-                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        },
-    },
+    "components": COMPONENTS,
 }
