@@ -4,6 +4,8 @@ Bounded in count and time, loopback only; every process and server is stopped at
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import os
 import signal
 import time
@@ -89,17 +91,20 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing(redis_url:
             bodies = [milestone_body(i, title=f"m{n}") for n, i in enumerate(ids)]
             accepted = asyncio.run(post_all(service.url, bodies, on_progress=kill_midway))
             assert killed and len(accepted) == EVENTS
-            # The killed worker's jobs come back after arq's job timeout (5 s) + 10 s.
-            assert wait_until(lambda: len(applied.puts) == EVENTS, timeout_s=120, interval_s=0.5), \
-                (len(applied.puts), service.logs()[-3000:])
+            # The killed worker's events come back after arq's job timeout (5 s) + 10 s. An event whose
+            # PUT it sent just before dying is applied already, but its outcome is written only by the
+            # take-over (which asks SDP first): so wait for the outcomes, not only for the PUTs.
+            def outcomes() -> list[str | None]:
+                pipe = service.redis.pipeline()
+                for event_id in accepted:
+                    pipe.hget(f"hookrules:event:{event_id}", "action:close-each:0")
+                return [json.loads(raw)["outcome"] if raw else None for raw in pipe.execute()]
+
+            assert wait_until(lambda: outcomes().count("done") == EVENTS, timeout_s=120, interval_s=0.5), \
+                (collections.Counter(outcomes()), len(applied.puts), service.logs()[-3000:])
             time.sleep(2)  # any late duplicate would arrive now
             assert set(applied.puts) == set(ids)
             assert max(applied.puts.values()) == 1, [m for m, n in applied.puts.items() if n > 1]
-            pipe = service.redis.pipeline()
-            for event_id in accepted:
-                pipe.hget(f"hookrules:event:{event_id}", "action:close-each:0")
-            outcomes = [__import__("json").loads(raw)["outcome"] for raw in pipe.execute()]
-            assert outcomes.count("done") == EVENTS
         finally:
             for process in service.processes:
                 process.stop()
