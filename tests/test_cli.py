@@ -89,8 +89,10 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
     env.pop("HOOKRULES_SOURCE_SDP_SECRET")  # --demo makes its own
     log = (tmp_path / "up.log").open("wb")
+    # A session of its own, as a shell gives a command: Ctrl-C is SIGINT to its whole process
+    # group, so whatever `up` starts in that group gets the signal too, not only `up`.
     up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--demo"], env=env, cwd=ROOT,
-                          stdout=log, stderr=subprocess.STDOUT)
+                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), \
             (tmp_path / "up.log").read_text()
@@ -113,11 +115,14 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         milestone = httpx.get(f"http://127.0.0.1:{port + 1}/_sandbox/milestones/2258743870606263/2007594064055157", timeout=5)
         assert milestone.json()["status"]["name"] == "Closed"
 
-        up.send_signal(signal.SIGINT)
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
         assert up.wait(timeout=30) == 0
         assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10), \
             [pid for pid in processes if alive(pid)]
         assert http_status(f"http://127.0.0.1:{port}/ready") is None
+        # Stopped in order: Redis outlives the worker, which needs it to hand back its work.
+        said = (tmp_path / "up.log").read_text()
+        assert "unreachable" not in said and "did not stop" not in said, said[-3000:]
     finally:
         stop(up)
         log.close()
