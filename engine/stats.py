@@ -75,15 +75,9 @@ def add_decision_counts(pipe: Any, decisions: list[tuple[Decision, float]], now:
     _observe_many(pipe, "decided", [max(0.0, now - received_at) for _, received_at in decisions])
 
 
-async def count_action(redis: ArqRedis, connector: str | None, outcome: str, since_first_s: float | None) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        add_action_counts(pipe, [(connector, outcome, since_first_s)])
-        await pipe.execute()
-
-
 def add_action_counts(pipe: Any, outcomes: list[tuple[str | None, str, float | None]]) -> None:
-    """count_action's writes for many actions ((connector, outcome, seconds since the first
-    try) each), summed first, added to a pipeline that holds others."""
+    """The counts of settled or retried actions ((connector, outcome, seconds since the first
+    try) each), summed first, added to a transaction that also records their outcomes."""
     now = time.time()
     counts = Counter(f"{connector or 'http'}|{outcome}" for connector, outcome, _ in outcomes)
     for field, count in counts.items():

@@ -225,16 +225,13 @@ async def last_scans(redis: ArqRedis, rule_ids: list[str]) -> dict[str, Any]:
     return {rule_id: json.loads(value) if value else None for rule_id, value in zip(rule_ids, raw)}
 
 
-async def remember_write(redis: ArqRedis, source: str, kind: str, entity_id: str, fields: dict[str, Any], window_s: int) -> None:
-    await redis.set(*_write_args(source, kind, entity_id, fields), ex=window_s)
-
-
 def _write_args(source: str, kind: str, entity_id: str, fields: dict[str, Any]) -> tuple[str, str]:
     return f"{ECHO_PREFIX}{source}:{kind}:{entity_id}", json.dumps({"fields": fields, "at": time.time()})
 
 
 def add_write(pipe: Any, source: str, kind: str, entity_id: str, fields: dict[str, Any], window_s: int) -> None:
-    """remember_write, added to a pipeline."""
+    """Remember a write of ours for the echo window, added to the transaction that records the
+    action's outcome: the webhook it brings back is then known as our own echo."""
     pipe.set(*_write_args(source, kind, entity_id, fields), ex=window_s)
 
 

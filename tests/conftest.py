@@ -21,12 +21,18 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 import redis
+from hypothesis import settings
 
 from engine.redis_wire import pack_with_hiredis
 from stand_in import StandIn
 
 # In-process clients write to Redis as the processes do (engine/cli.py makes the same call).
 pack_with_hiredis()
+
+# Property tests judge results, not speed: Hypothesis's default 200 ms deadline per example
+# fails a correct test whenever a shared CI machine stalls ("Unreliable test timings").
+settings.register_profile("hookrules", deadline=None)
+settings.load_profile("hookrules")
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-7f3a"  # a test value, not a real credential
@@ -68,7 +74,9 @@ def base_env(**extra: str) -> dict[str, str]:
         HOOKRULES_RULES_DIR=str(ROOT / "rules"),
         HOOKRULES_SOURCES_FILE=str(ROOT / "sources.yaml"),
         HOOKRULES_SOURCE_SDP_SECRET=SECRET,
-        HOOKRULES_HEARTBEAT="1",
+        # /ready wants a heartbeat within 3 intervals and arq's health line (1 interval + 1 s):
+        # 2 s keeps a loaded CI machine's stalls from reading as a missing worker.
+        HOOKRULES_HEARTBEAT="2",
         HOOKRULES_ADMIN_TOKEN=ADMIN_TOKEN,
         HOOKRULES_HTTP_ALLOW_HOSTS="127.0.0.1",  # the tests' own stand-in servers
         PYTHONUNBUFFERED="1",

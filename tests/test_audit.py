@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from conftest import ADMIN, ROOT, Service, base_env, run_service, with_db
+from conftest import ADMIN, ROOT, Service, base_env, run_service, wait_until, with_db
 from test_cli import hookrules
 
 
@@ -115,7 +115,14 @@ def test_json_logs_carry_event_and_rule_ids(redis_url: str, tmp_path: Path) -> N
         try:
             event_id, _ = post_milestone(service, "milestone-completed.json")
             assert service.wait_event(event_id, lambda r: r["actions"].get("close-finished-milestone:0", {}).get("outcome") == "done")
-            lines = [json.loads(line) for p in service.processes for line in p.output().splitlines() if line.startswith("{")]
+
+            def json_lines() -> list[dict]:
+                return [json.loads(line) for p in service.processes for line in p.output().splitlines() if line.startswith("{")]
+
+            # The worker logs an event's line after its outcome is stored and its entry acknowledged.
+            assert wait_until(lambda: any(line.get("event_id") == event_id and line["process"] == "worker" for line in json_lines()),
+                              timeout_s=10)
+            lines = json_lines()
         finally:
             for process in service.processes:
                 process.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -84,8 +85,25 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def settled(outcome: dict | None) -> dict | None:
+    """An action's record once it is done or failed (not while it is retrying)."""
+    return outcome if outcome and outcome["outcome"] in ("done", "failed") else None
+
+
+def two_free_ports() -> int:
+    """A free port whose next one is free too: `up --demo` puts the sandbox on port + 1."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
 def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
-    port = free_port()
+    port = two_free_ports()
     env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
     env.pop("HOOKRULES_SOURCE_SDP_SECRET")  # --demo makes its own
     log = (tmp_path / "up.log").open("wb")
@@ -110,7 +128,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
                            headers={"X-Hook-Token": secret, "Content-Type": "application/json"})
         assert reply.status_code == 202, reply.text
         event_url = f"http://127.0.0.1:{port}/events/{reply.json()['event_id']}"
-        outcome = wait_until(lambda: httpx.get(event_url, headers=ADMIN, timeout=5).json()["actions"].get("close-finished-milestone:0"))
+        outcome = wait_until(lambda: settled(httpx.get(event_url, headers=ADMIN, timeout=5).json()["actions"].get("close-finished-milestone:0")))
         assert outcome and outcome["outcome"] == "done" and outcome["http_status"] == 200, outcome
         milestone = httpx.get(f"http://127.0.0.1:{port + 1}/_sandbox/milestones/2258743870606263/2007594064055157", timeout=5)
         assert milestone.json()["status"]["name"] == "Closed"

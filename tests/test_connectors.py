@@ -244,7 +244,9 @@ def test_waiting_for_a_rate_limit_turn_does_not_use_up_tries(redis_url: str, san
 
     first, second, recorded = asyncio.run(scenario())
     assert first == "done"
-    assert isinstance(second, Retry) and 4.0 <= second.defer_score / 1000 <= 5.5  # waits for its turn (1 per 5 s)
+    # Waits for its turn (1 per 5 s), less the time since the first took the token (a busy
+    # machine may spend a second or two on the first call).
+    assert isinstance(second, Retry) and 3.0 <= second.defer_score / 1000 <= 5.5
     assert recorded["outcome"] == "retrying" and recorded["attempts"] == 0  # max_tries=1, yet not failed
     assert "rate limit" in recorded["error"]
 
@@ -269,8 +271,8 @@ def test_waiting_is_bounded_by_time(redis_url: str, sandbox: Running) -> None:
     base = targets_for(sandbox)
     slow = Connector("sdp", base_url=base.sdp.base_url, oauth=base.sdp.oauth, limits=Limits(max_concurrent=5, per_second=0.2, burst=1))
     targets = Targets(sdp=slow, zoho=base.zoho)
-    # Half a second: more than the few Redis round trips of a try take on a busy machine.
-    settings = replace(load_settings(base_env()), targets=targets, action_max_wait_s=0.5)
+    # Two seconds: far more than the few Redis round trips of a try take on a busy machine.
+    settings = replace(load_settings(base_env()), targets=targets, action_max_wait_s=2.0)
     request = CATALOG["sdp.milestones.get"].build({"project_id": PROJECT, "milestone_id": MILESTONE}, targets)
 
     async def scenario() -> str:
@@ -282,14 +284,14 @@ def test_waiting_is_bounded_by_time(redis_url: str, sandbox: Running) -> None:
                 await run_action(ctx, "evt_wait", "r", 0, "sdp.milestones.get", request.to_dict())  # takes the one slot
                 with pytest.raises(Retry):  # the first wait for a turn: deferred
                     await run_action(ctx, "evt_wait", "r", 1, "sdp.milestones.get", request.to_dict())
-                await asyncio.sleep(0.6)
+                await asyncio.sleep(2.1)
                 return await run_action(ctx, "evt_wait", "r", 1, "sdp.milestones.get", request.to_dict())
         finally:
             await redis_client.aclose()
 
     assert asyncio.run(scenario()) == "failed"
     recorded = json.loads(redis.Redis.from_url(with_db(redis_url, DB)).hget("hookrules:event:evt_wait", "action:r:1"))
-    assert recorded["error"].startswith("gave up after 0.5 s: sdp rate limit")
+    assert recorded["error"].startswith("gave up after 2 s: sdp rate limit")
     assert recorded["attempts"] == 0
 
 

@@ -12,6 +12,13 @@ from conftest import base_env, run_service, start, wait_until, with_db
 SAMPLE = json.loads((Path(__file__).resolve().parent.parent / "samples" / "milestone-slipped.json").read_text())
 
 
+def consumers(db: redis.Redis) -> int:
+    try:
+        return len(db.xinfo_consumers("hookrules:events:stream", "workers"))
+    except redis.ResponseError:  # no stream or group yet
+        return 0
+
+
 def test_two_workers_decide_one_entitys_events_in_arrival_order(redis_url: str, tmp_path: Path) -> None:
     url = with_db(redis_url, 8)
     db = redis.Redis.from_url(url)
@@ -20,6 +27,8 @@ def test_two_workers_decide_one_entitys_events_in_arrival_order(redis_url: str, 
     service = run_service(tmp_path, env, db=db)
     service.processes.append(start(["worker"], {**env, "HOOKRULES_PORT": "0"}, tmp_path))  # a second worker
     try:
+        # Both read the event stream before the first webhook, or one may take all 30 alone.
+        assert wait_until(lambda: consumers(db) == 2, timeout_s=30), service.logs()
         ids = []
         for n in range(30):
             body = json.loads(json.dumps(SAMPLE))
@@ -33,8 +42,11 @@ def test_two_workers_decide_one_entitys_events_in_arrival_order(redis_url: str, 
         assert seen[0] is None
         assert [p["description"] for p in seen[1:]] == [f"version {n}" for n in range(29)]
         # Both workers took part: the order held although events were decided in two processes.
-        workers = [p.output() for p in service.processes[1:]]
-        assert all(any(f"event {i} (sdp" in out for i in ids) for out in workers), workers
+        # A worker logs an event's line just after deciding it (and trying its actions).
+        def each_worker_logged() -> bool:
+            return all(any(f"event {i} (sdp" in p.output() for i in ids) for p in service.processes[1:])
+
+        assert wait_until(each_worker_logged, timeout_s=10), [p.output() for p in service.processes[1:]]
     finally:
         for process in service.processes:
             process.stop()

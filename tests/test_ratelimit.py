@@ -239,9 +239,9 @@ def test_a_crashed_holders_slot_frees_after_its_lease(url: str) -> None:
             # collected as garbage would still leave, through asyncio's async generator hooks.)
             dead = crashed.slot(max_wait_s=0)
             await dead.__aenter__()
+            started = time.monotonic()  # its lease runs from here
             async with alive.slot(max_wait_s=0):  # a live holder keeps the other slot meanwhile
                 held = (await status(url))["in_flight"]
-                started = time.monotonic()
                 async with other.slot(max_wait_s=3):
                     waited = time.monotonic() - started
                     inside = (await status(url))["in_flight"]

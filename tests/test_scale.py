@@ -298,8 +298,9 @@ def test_a_killed_workers_events_are_taken_over_without_stalling(tmp_path: Path)
     The consumer looked for a dead worker's entries (`claim_stale`) only when a slot was free, so
     it never did: two minutes later (then `ORDER_WAIT_S`) the waiting events were "decided anyway",
     out of arrival order. Now the look happens whatever the slots hold. The actions must all be
-    applied within HOOKRULES_JOB_TIMEOUT + 10 s + 25 s of the kill (else TakeoverStalled), each
-    once, each entity's events decided in arrival order."""
+    applied within HOOKRULES_JOB_TIMEOUT + 10 s + 45 s of the kill, still short of the order
+    wait (75 s here), else TakeoverStalled; each once; each entity's events decided in arrival
+    order."""
     events = ENTITIES * KILL_PER_ENTITY
     with scale_stack(tmp_path, HOOKRULES_JOB_TIMEOUT=str(JOB_TIMEOUT_S), HOOKRULES_SHUTDOWN_WAIT="2") as stack:
         victim = stack.workers[1]
@@ -314,7 +315,7 @@ def test_a_killed_workers_events_are_taken_over_without_stalling(tmp_path: Path)
 
         _, event_ids = send_webhooks(stack, KILL_PER_ENTITY, kill_and_restart)
         assert killed, "the worker was never killed"
-        left_s = killed["at"] + JOB_TIMEOUT_S + 10 + 25 - time.monotonic()
+        left_s = killed["at"] + JOB_TIMEOUT_S + 10 + 45 - time.monotonic()
         wait_all_applied(stack, event_ids, timeout_s=max(left_s, 5.0), error=TakeoverStalled)
         wait_settled(stack)
         time.sleep(2.0)

@@ -117,12 +117,16 @@ async def run_action(
     result = await attempt(ctx, event_id, key, request)
     record = outcome_record(settings, action_name, request_data, request, result, previous, first_at, replay)
     outcome, attempts, error = record["outcome"], record["attempts"], record["error"]
-    await store.record_outcome(ctx["redis"], event_id, key, record)
-    await stats.count_action(ctx["redis"], request.connector, outcome, time.time() - first_at)
-    if outcome == "done" and (write := written(request)) is not None:
-        # Remember it, so the webhook that brings it back is known as our own echo.
-        kind, entity_id, fields = write
-        await store.remember_write(ctx["redis"], request.connector or "", kind, entity_id, fields, settings.echo_window_s)
+    # One transaction, as a first try's: the record, the counts and the echo memory agree, even
+    # when the worker dies right after.
+    async with ctx["redis"].pipeline(transaction=True) as pipe:
+        store.add_outcome(pipe, event_id, key, record)
+        stats.add_action_counts(pipe, [(request.connector, outcome, time.time() - first_at)])
+        if outcome == "done" and (write := written(request)) is not None:
+            # Remember it, so the webhook that brings it back is known as our own echo.
+            kind, entity_id, fields = write
+            store.add_write(pipe, request.connector or "", kind, entity_id, fields, settings.echo_window_s)
+        await pipe.execute()
     log.info("action %s:%s %s (HTTP %s, attempt %d)%s", event_id, key, outcome, result.http_status, attempts,
              f": {error}" if outcome == "failed" else "", extra={"event_id": event_id, "rule_id": rule_id, "action": action_name})
     if outcome == "retrying":
