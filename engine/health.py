@@ -13,12 +13,33 @@ from engine.config import Settings, Targets
 from engine.oauth import oauth_status
 from engine.ratelimit import limiter_status
 from engine.reload import RulesReloader
+from engine.rules import Ruleset
 
 
 async def health_report(redis: Any, rules: RulesReloader, settings: Settings, now: float) -> tuple[int, dict[str, Any]]:
     problems: list[str] = []
+    report = ruleset_report(rules, settings)
+    try:
+        beat, arq_line = await store.read_heartbeat(redis)
+        depth = await store.queue_depth(redis)
+    except (RedisError, OSError) as exc:
+        report["redis"] = {"reachable": False, "error": str(exc)}
+        problems.append("Redis is unreachable")
+        report["connectors"] = connectors_report(settings.targets, {}, {})
+    else:
+        report["redis"] = {"reachable": True}
+        report["queue"] = {"depth": depth}
+        await add_stored_state(redis, rules.ruleset, settings, now, report)
+        problems += await worker_problems(redis, settings, now, beat, arq_line, report)
+    report["status"] = "ok" if not problems else "unavailable"
+    report["problems"] = problems
+    return (200 if not problems else 503), report
+
+
+def ruleset_report(rules: RulesReloader, settings: Settings) -> dict[str, Any]:
+    """What this process knows without Redis: its rules, sources and settings' warnings."""
     ruleset = rules.ruleset
-    report: dict[str, Any] = {
+    return {
         "ruleset": {
             "rules": len(ruleset.rules),
             "version": ruleset.version,
@@ -32,47 +53,45 @@ async def health_report(redis: Any, rules: RulesReloader, settings: Settings, no
             if rules.errors else []
         ),
     }
-    try:
-        beat, arq_line = await store.read_heartbeat(redis)
-        depth = await store.queue_depth(redis)
-    except (RedisError, OSError) as exc:
-        report["redis"] = {"reachable": False, "error": str(exc)}
-        problems.append("Redis is unreachable")
-        report["connectors"] = connectors_report(settings.targets, {}, {})
-    else:
-        report["redis"] = {"reachable": True}
-        report["queue"] = {"depth": depth}
-        report["connectors"] = await connectors_status(redis, settings.targets)
-        report["dead_letters"] = await store.dead_count(redis)
-        report["loops"] = await store.recent_loops(redis, now - 24 * 3600)
-        report["warnings"] += [f"rule {loop['rule']} was stopped as a loop on {loop['entity']}" for loop in report["loops"]]
-        scheduled = [rule for rule in ruleset.rules if rule.schedule]
-        scans = await store.last_scans(redis, [rule.id for rule in scheduled])
-        report["schedules"] = {rule.id: {"schedule": rule.schedule, "last_scan": scans[rule.id]} for rule in scheduled}
-        report["warnings"] += [
-            f"{name}: the last OAuth token refresh failed: {status['oauth']['last_error']['error']}"
-            for name, status in report["connectors"].items()
-            if (status.get("oauth") or {}).get("last_error")
-        ]
-        age = round(now - beat["at"], 3) if beat else None
-        report["worker"] = {
-            "heartbeat_age_s": age,
-            "worker": beat and beat["worker"],
-            "ruleset_version": beat and beat.get("ruleset"),
-            "last_job_age_s": round(now - consumed, 3) if (consumed := await store.last_consumed(redis)) else None,
-            "arq": arq_line,
-        }
-        if age is None or age > 3 * settings.heartbeat_s:
-            problems.append(f"no worker has reported in the last {3 * settings.heartbeat_s:g} s")
-        # Heartbeats alone miss workers that live but no longer take jobs (after a Redis blip,
-        # say): judge by how long the oldest due job has waited.
-        waited = await store.oldest_queued_age(redis, int(now * 1000))
-        report["queue"]["oldest_wait_s"] = waited
-        if waited is not None and waited > settings.stuck_queue_s:
-            problems.append(f"a job has waited {waited:.0f} s: the workers are not taking jobs")
-    report["status"] = "ok" if not problems else "unavailable"
-    report["problems"] = problems
-    return (200 if not problems else 503), report
+
+
+async def add_stored_state(redis: Any, ruleset: Ruleset, settings: Settings, now: float, report: dict[str, Any]) -> None:
+    """Connectors, dead letters, stopped loops and scheduled scans, as Redis holds them."""
+    report["connectors"] = await connectors_status(redis, settings.targets)
+    report["dead_letters"] = await store.dead_count(redis)
+    report["loops"] = await store.recent_loops(redis, now - 24 * 3600)
+    report["warnings"] += [f"rule {loop['rule']} was stopped as a loop on {loop['entity']}" for loop in report["loops"]]
+    scheduled = [rule for rule in ruleset.rules if rule.schedule]
+    scans = await store.last_scans(redis, [rule.id for rule in scheduled])
+    report["schedules"] = {rule.id: {"schedule": rule.schedule, "last_scan": scans[rule.id]} for rule in scheduled}
+    report["warnings"] += [
+        f"{name}: the last OAuth token refresh failed: {status['oauth']['last_error']['error']}"
+        for name, status in report["connectors"].items()
+        if (status.get("oauth") or {}).get("last_error")
+    ]
+
+
+async def worker_problems(redis: Any, settings: Settings, now: float, beat: dict[str, Any] | None,
+                          arq_line: str | None, report: dict[str, Any]) -> list[str]:
+    """The workers' part of the report, and what is wrong with them, if anything."""
+    problems = []
+    age = round(now - beat["at"], 3) if beat else None
+    report["worker"] = {
+        "heartbeat_age_s": age,
+        "worker": beat and beat["worker"],
+        "ruleset_version": beat and beat.get("ruleset"),
+        "last_job_age_s": round(now - consumed, 3) if (consumed := await store.last_consumed(redis)) else None,
+        "arq": arq_line,
+    }
+    if age is None or age > 3 * settings.heartbeat_s:
+        problems.append(f"no worker has reported in the last {3 * settings.heartbeat_s:g} s")
+    # Heartbeats alone miss workers that live but no longer take jobs (after a Redis blip,
+    # say): judge by how long the oldest due job has waited.
+    waited = await store.oldest_queued_age(redis, int(now * 1000))
+    report["queue"]["oldest_wait_s"] = waited
+    if waited is not None and waited > settings.stuck_queue_s:
+        problems.append(f"a job has waited {waited:.0f} s: the workers are not taking jobs")
+    return problems
 
 
 async def api_readiness(redis: Any) -> tuple[int, dict[str, Any]]:
