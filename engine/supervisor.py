@@ -22,7 +22,7 @@ from types import FrameType
 import httpx
 
 from engine.config import Settings
-from engine.embedded_redis import die_with_parent, start_embedded
+from engine.embedded_redis import die_with_parent, publish_url, start_embedded, unpublish_url
 from engine.rules import Ruleset
 
 STOP_TIMEOUT_S = 10.0
@@ -171,6 +171,7 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
         else:
             server = start_embedded(data_dir / "redis")
             env["REDIS_URL"] = server.connection_url
+            publish_url(data_dir, server.connection_url)
             redis_note = f"embedded, {server.connection_url}, data in {data_dir / 'redis'}"
         demo_lines: list[str] = []
         if demo:
@@ -189,6 +190,7 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
     finally:
         stop_all(children)
         if server is not None:
+            unpublish_url(data_dir)
             server.stop()
 
 

@@ -48,10 +48,10 @@ def test_api_and_worker_refuse_to_start_with_bad_rules(tmp_path: Path, redis_url
         assert f"{tmp_path / 'bad.yaml'}:1: rule 'x'" in done.stderr
 
 
-def test_api_without_redis_url_says_what_to_do() -> None:
-    done = hookrules("api")
+def test_api_without_redis_url_says_what_to_do(tmp_path: Path) -> None:
+    done = hookrules("api", env=base_env(HOOKRULES_DATA_DIR=str(tmp_path / "none")))  # no `up` running from there
     assert done.returncode == 1
-    assert "REDIS_URL is not set" in done.stderr and "hookrules up" in done.stderr
+    assert "REDIS_URL is not set, and no `hookrules up` is running" in done.stderr and "start `hookrules up`" in done.stderr
 
 
 def test_bad_setting_is_a_plain_message() -> None:
@@ -133,6 +133,14 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         milestone = httpx.get(f"http://127.0.0.1:{port + 1}/_sandbox/milestones/2258743870606263/2007594064055157", timeout=5)
         assert milestone.json()["status"]["name"] == "Closed"
 
+        # Another terminal, same directory, no REDIS_URL: the commands find up's Redis.
+        status = hookrules("status", env=env)
+        assert status.returncode == 0 and "status     ok" in status.stdout, status.stdout + status.stderr
+        assert "warning" not in status.stdout and "None" not in status.stdout, status.stdout
+        listed = hookrules("events", env=env)
+        assert listed.returncode == 0 and reply.json()["event_id"] in listed.stdout, listed.stdout + listed.stderr
+        assert (tmp_path / "data" / "redis-url").exists()
+
         os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
         assert up.wait(timeout=30) == 0
         assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10), \
@@ -141,6 +149,9 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         # Stopped in order: Redis outlives the worker, which needs it to hand back its work.
         said = (tmp_path / "up.log").read_text()
         assert "unreachable" not in said and "did not stop" not in said, said[-3000:]
+        assert not (tmp_path / "data" / "redis-url").exists()  # nothing points at a stopped server
+        gone = hookrules("status", env=env)
+        assert gone.returncode == 1 and "no `hookrules up` is running" in gone.stderr
     finally:
         stop(up)
         log.close()

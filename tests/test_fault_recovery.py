@@ -8,13 +8,15 @@ import collections
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
-from conftest import SECRET, base_env, free_port, run_service, wait_until
+from conftest import SECRET, base_env, free_port, run_service, start, wait_until
 from engine.embedded_redis import start_embedded
 from faults import PROJECT, TOKEN, counted_sandbox, fault_service, milestone_body
 from stand_in import StandIn
@@ -184,3 +186,29 @@ def test_sigterm_lets_a_worker_finish_or_hand_back_its_work(redis_url: str, tmp_
         finally:
             for process in service.processes:
                 process.stop()
+
+
+@pytest.mark.parametrize("noticed", ["reading again in", "the worker starts again in"])
+def test_a_worker_told_to_stop_while_redis_is_gone_stops(tmp_path: Path, noticed: str) -> None:
+    """A worker keeps trying while Redis is away, but not once it is told to stop: a host
+    shutting down (or `up` killed outright) stops Redis and the worker together, and a worker
+    that tried again forever would never exit. Found by test_cli's `up` killed outright.
+    Told while its event reader waits to read again, or while the worker waits to start again."""
+    port = free_port()
+    server = start_embedded(tmp_path / "valkey", port=port)
+    env = base_env(REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    worker = start(["worker"], env, tmp_path)
+    try:
+        assert wait_until(lambda: redis.Redis(port=port).exists("hookrules:heartbeat"), timeout_s=30), worker.output()
+        server.stop()
+        assert wait_until(lambda: noticed in worker.output(), timeout_s=30), worker.output()
+        worker.popen.send_signal(signal.SIGTERM)
+        try:
+            code = worker.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the worker did not stop in 20 s\n{worker.output()[-3000:]}") from None
+        assert code == 0, worker.output()[-3000:]
+    finally:
+        worker.stop()
+        if server.is_running():
+            server.stop()

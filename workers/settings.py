@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
-from dataclasses import replace
 import time
+from dataclasses import replace
 from typing import Any
 
 from arq import Worker
@@ -159,7 +160,18 @@ def send_deadline(settings: Settings) -> float:
 
 class HookrulesWorker(Worker):
     """arq's Worker, whose wait for running jobs on SIGTERM also stops the event consumer
-    reading and waits for its batches (arq 0.28's hook for that wait is this method)."""
+    reading and waits for its batches (arq 0.28's hook for that wait is this method), and
+    which remembers that it was told to stop."""
+
+    stop_asked = False
+
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        self.stop_asked = True
+        super().handle_sig_wait_for_completion(signum)
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        self.stop_asked = True
+        super().handle_sig(signum)
 
     async def _sleep_until_tasks_complete(self) -> None:
         consumer: EventConsumer | None = self.ctx.get("consumer")
@@ -203,7 +215,29 @@ def run_worker(settings: Settings, ruleset: Ruleset) -> None:
         except (RedisError, OSError) as exc:
             abandoned = list(worker.tasks)
             _stop_background(worker)
+            if worker.stop_asked:
+                # Told to stop, and Redis went away meanwhile (a host shutting down, `up` killed):
+                # stop anyway. What it held stays pending in the stream, for the next worker.
+                log.warning("Redis is unreachable (%s) while the worker stops; its unfinished events "
+                            "stay pending and the next worker takes them over", exc)
+                return
             log.warning("Redis is unreachable (%s); the worker starts again in %.0f s", exc, pause)
-            time.sleep(pause)
+            if stopped_while_pausing(worker, pause):
+                log.info("told to stop while waiting for Redis; stopping")
+                return
             pause = min(pause * 2, 30.0)
+
+
+def stopped_while_pausing(worker: Worker, seconds: float) -> bool:
+    """Wait between two workers; True if SIGTERM or SIGINT came meanwhile. arq's handlers
+    run only inside its loop, which is idle now: a signal would wait in the loop unseen,
+    so ours take the pause (the next worker puts arq's back)."""
+    told: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        worker.loop.remove_signal_handler(sig)
+        signal.signal(sig, lambda signum, frame: told.append(signum))
+    deadline = time.monotonic() + seconds
+    while not told and time.monotonic() < deadline:
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    return bool(told)
 
