@@ -162,7 +162,8 @@ def command_try(args: argparse.Namespace) -> int:
         body = Path(args.event).read_bytes()
     except OSError as exc:
         raise Fatal(f"cannot read the event file {args.event}: {exc.strerror}", 2) from None
-    headers = {"content-type": args.content_type, **({"x-hook-event": args.event_type} if args.event_type else {})}
+    content_type = args.content_type or guess_content_type(body)
+    headers = {"content-type": content_type, **({"x-hook-event": args.event_type} if args.event_type else {})}
     previous = read_json(args.previous, "previous")
     if previous is not None and not isinstance(previous, dict):
         raise Fatal("the previous file must hold the entity itself, e.g. {\"id\": \"1\", \"status\": {...}}", 2)
@@ -177,6 +178,11 @@ def command_try(args: argparse.Namespace) -> int:
         raise Fatal(f"the event cannot be used: {exc.reason}", 2) from None
     print(dry_run(ruleset, event, previous, read_json(args.fetched, "fetched")))
     return 0
+
+
+def guess_content_type(body: bytes) -> str:
+    """JSON when the body looks like it, else a form (`a=1&b=2`, as Zoho Projects posts)."""
+    return "application/json" if body.lstrip()[:1] in (b"{", b"[") else "application/x-www-form-urlencoded"
 
 
 def command_dead(args: argparse.Namespace) -> int:
@@ -299,8 +305,9 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(run=command_check)
     dry = commands.add_parser("try", help="show what the rules would do with an event, without sending anything")
     dry.add_argument("event", help="a file with the body as the sender posts it, e.g. samples/milestone-completed.json")
-    dry.add_argument("--content-type", default="application/json",
-                     help="the body's Content-Type (default application/json; application/x-www-form-urlencoded for a form)")
+    dry.add_argument("--content-type",
+                     help="the body's Content-Type (default: application/json for a body that starts with { or [, "
+                          "else application/x-www-form-urlencoded, as Zoho's form webhooks)")
     dry.add_argument("--previous", help="a JSON file with the entity as it was before (default: first sight)")
     dry.add_argument("--source", default="sdp", help="the source it came from, read as that source's shape (default: sdp)")
     dry.add_argument("--event-type", help="the event type (default: <kind>.updated)")
