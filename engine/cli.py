@@ -20,7 +20,7 @@ from typing import Any
 from engine import logs, masking, redis_wire
 from engine.config import ConfigError, Settings, load_settings
 from engine.rule_files import load_ruleset
-from engine.rules import RuleProblems, Ruleset
+from engine.rules import RuleProblems, Ruleset, unheard_sources
 
 
 
@@ -123,11 +123,13 @@ def command_check(args: argparse.Namespace) -> int:
     from engine.examples import run_examples
 
     directory = Path(args.directory) if args.directory else None
-    _, ruleset = load(directory)
+    settings, ruleset = load(directory)
     print(f"OK: {len(ruleset.rules)} rule(s) in {len(ruleset.files)} file(s), version {ruleset.version}")
     for rule in ruleset.rules:
         when = f"schedule {rule.schedule}" if rule.schedule else f"{'|'.join(rule.sources)} {'|'.join(rule.events)}"
         print(f"  {rule.id:<32} {rule.mode:<6} {when:<28} {rule.file}:{rule.line}")
+    for warning in unheard_sources(ruleset.rules, frozenset(settings.sources)):
+        print(f"warning: {warning}")
     results = run_examples(ruleset)
     for result in results:
         status = "PASS" if result.passed else "FAIL"

@@ -108,3 +108,13 @@ def test_try_with_bad_input_exits_with_a_plain_message(tmp_path: Path) -> None:
     shapeless = hookrules("try", str(tmp_path / "shapeless.json"))
     assert shapeless.returncode == 2 and "no entity in the body" in shapeless.stderr
     assert "Traceback" not in missing.stderr + bad.stderr + shapeless.stderr
+
+
+def test_a_rule_listening_to_a_source_that_does_not_exist_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(RULE.replace("source: sdp", "source: sdb"))
+    (tmp_path / "glob.yaml").write_text(RULE.replace("id: close-it", "id: any-s").replace("source: sdp", "source: 's*'"))
+    done = hookrules("check", str(tmp_path))
+    assert done.returncode == 0, done.stderr  # it loads: the source may be added to the file later
+    (warning,) = [line for line in done.stdout.splitlines() if line.startswith("warning:")]
+    assert f"{tmp_path / 'r.yaml'}:1: rule 'close-it' listens to source 'sdb'" in warning
+    assert "never fires; did you mean 'sdp'?" in warning

@@ -70,6 +70,12 @@ def test_good_edit_applies_and_broken_edit_is_refused_while_events_flow(redis_ur
             path.write_text(text)
             assert wait_until(lambda: health(service)["ruleset"]["errors"] == [], timeout_s=40)
             assert health(service)["ruleset"]["version"] == first
+
+            # A rule for a source the sources file lacks loads, and /ready warns it never fires.
+            (rules / "typo.yaml").write_text(
+                "id: typo\non: {source: sdb, event: '*'}\nthen:\n  - http.request: {method: GET, url: 'http://127.0.0.1:9/'}\n")
+            warned = wait_until(lambda: [w for w in health(service)["warnings"] if "listens to source 'sdb'" in w], timeout_s=40)
+            assert warned and "did you mean 'sdp'?" in warned[0], health(service)
         finally:
             for process in service.processes:
                 process.stop()
