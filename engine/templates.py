@@ -13,12 +13,15 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import jinja2
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.dates import to_millis
 
 MAX_OUTPUT = 65_536  # characters one template may render
 MAX_RENDER_S = 0.5  # seconds one template may take
@@ -62,6 +65,28 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 # wrong request.
 _ENV = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 _ENV.globals["range"] = _bounded_range
+
+
+def _date(value: Any, format: str = "%Y-%m-%d %H:%M UTC") -> str:  # noqa: A002 (Jinja's argument name)
+    """`{{ milestone.scheduled_end_time | date }}`: a time (an SDP date object, epoch
+    milliseconds, a Zoho MM-DD-YYYY date) as UTC text; `date("%d %b %Y")` for another layout."""
+    millis = to_millis(value)
+    if millis is None:
+        raise ValueError(f"date: {value!r} is not a time")
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).strftime(format)
+
+
+def _millis(value: Any) -> int:
+    """`{{ milestone.scheduled_end_time | millis }}`: the time as epoch milliseconds, to
+    compute with (`+ 7 * 86400000` is a week later)."""
+    millis = to_millis(value)
+    if millis is None:
+        raise ValueError(f"millis: {value!r} is not a time")
+    return millis
+
+
+_ENV.filters["date"] = _date
+_ENV.filters["millis"] = _millis
 
 
 class TemplateError(Exception):

@@ -46,3 +46,24 @@ def test_the_usual_templates_take_the_plain_path() -> None:
     assert compile_template("Slipping: {{ milestone.projected_end.value }} ms").plain is not None
     assert compile_template("{{ milestone.title | upper }}").plain is None
     assert compile_template("{% if x %}y{% endif %}").plain is None
+
+
+SDP_DATE = {"value": 1512974940000, "display_value": "Dec 11, 2017 12:19 PM"}
+
+
+def test_the_date_filter_writes_any_time_as_utc_text() -> None:
+    context = {"milestone": {"end": SDP_DATE, "zoho": "12-31-2016", "digits": "1512974940000", "gone": None}}
+    assert compile_template("due {{ milestone.end | date }}").render(context) == "due 2017-12-11 06:49 UTC"
+    assert compile_template('{{ milestone.zoho | date("%d %b %Y") }}').render(context) == "31 Dec 2016"
+    assert compile_template("{{ milestone.digits | date }}").render(context) == "2017-12-11 06:49 UTC"
+    try:
+        compile_template("{{ milestone.gone | date }}").render(context)
+    except TemplateError as exc:
+        assert "date: None is not a time" in str(exc)
+    else:
+        raise AssertionError("a missing date rendered as text")
+
+
+def test_the_millis_filter_gives_a_number_to_compute_with() -> None:
+    week_later = compile_template("{{ (milestone.end | millis) + 7 * 86400000 }}").render({"milestone": {"end": SDP_DATE}})
+    assert week_later == 1512974940000 + 7 * 86_400_000
