@@ -20,7 +20,8 @@ from typing import Any
 from engine import logs, masking, redis_wire
 from engine.config import ConfigError, Settings, load_settings
 from engine.rule_files import load_ruleset
-from engine.rules import RuleProblems, Ruleset, unheard_sources
+from engine.rule_names import rule_warnings
+from engine.rules import RuleProblems, Ruleset
 
 
 
@@ -128,7 +129,7 @@ def command_check(args: argparse.Namespace) -> int:
     for rule in ruleset.rules:
         when = f"schedule {rule.schedule}" if rule.schedule else f"{'|'.join(rule.sources)} {'|'.join(rule.events)}"
         print(f"  {rule.id:<32} {rule.mode:<6} {when:<28} {rule.file}:{rule.line}")
-    for warning in unheard_sources(ruleset.rules, frozenset(settings.sources)):
+    for warning in rule_warnings(ruleset.rules, frozenset(settings.sources)):
         print(f"warning: {warning}")
     results = run_examples(ruleset)
     for result in results:

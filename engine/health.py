@@ -13,7 +13,8 @@ from engine.config import Settings, Targets
 from engine.oauth import oauth_status
 from engine.ratelimit import limiter_status
 from engine.reload import RulesReloader
-from engine.rules import Ruleset, unheard_sources
+from engine.rule_names import rule_warnings
+from engine.rules import Ruleset
 
 
 async def health_report(redis: Any, rules: RulesReloader, settings: Settings, now: float) -> tuple[int, dict[str, Any]]:
@@ -51,7 +52,7 @@ def ruleset_report(rules: RulesReloader, settings: Settings) -> dict[str, Any]:
         "warnings": list(settings.warnings) + (
             [f"the last rule edit was refused ({len(rules.errors)} problem(s)); still running version {ruleset.version}"]
             if rules.errors else []
-        ) + unheard_sources(ruleset.rules, frozenset(settings.sources)),
+        ) + rule_warnings(ruleset.rules, frozenset(settings.sources)),
     }
 
 

@@ -22,8 +22,9 @@ from engine.connectors import CATALOG
 from engine.examples import example_problems
 from engine.explain import parts_of
 from engine.logic import Condition, LogicError, compile_condition
+from engine.rule_names import var_paths, wrong_fixed_keys
 from engine.rules import ActionTemplate, Rule
-from engine.templates import TemplateError, compile_tree, known_globals, variables_in
+from engine.templates import TemplateError, compile_tree, known_globals, paths_in, variables_in
 
 RULE_KEYS = {"id", "description", "on", "fetch", "when", "then", "mode", "examples"}
 MODES = ("on", "shadow", "off")
@@ -151,30 +152,21 @@ def parse_actions(raw: dict, problems: Problems) -> tuple[ActionTemplate, ...]:
     return tuple(action for action in actions if action is not None)
 
 
-def var_roots(condition: Any) -> set[str]:
-    """The top-level names a JSONLogic condition reads with `var`."""
-    if isinstance(condition, list):
-        return set().union(*(var_roots(item) for item in condition)) if condition else set()
-    if not isinstance(condition, dict):
-        return set()
-    found: set[str] = set()
-    for key, value in condition.items():
-        path = value[0] if key == "var" and isinstance(value, list) and value else value
-        if key == "var" and isinstance(path, str) and path and not path.split(".")[0].isdigit():
-            found.add(path.split(".")[0])
-        else:
-            found |= var_roots(value)
-    return found
-
-
 def check_names(rule: Rule, raw: dict, problems: Problems) -> None:
-    """A misspelt name (`milestne.status`) is a load error, not an action that fails later."""
+    """A misspelt name (`milestne.status`, `event.typ`) is a load error, not an action that
+    fails later."""
+    if rule.condition is not None:
+        for problem in wrong_fixed_keys(var_paths(rule.condition.source)):
+            problems.add(raw.line_of("when"), f"'when' reads {problem}")
+    for key, action in [("then", a) for a in rule.actions] + [("fetch", a) for _, a in rule.fetches]:
+        for problem in wrong_fixed_keys(paths_in(action.args)):
+            problems.add(raw.line_of(key), f"{action.spec.name}: a template reads {problem}")
     kinds = {e.split(".")[0] for e in rule.events}
     if any(_GLOB.search(kind) for kind in kinds):
         return  # the rule listens to any kind: any name may be the entity
     known = ROOTS | kinds
     if rule.condition is not None:
-        for name in sorted(var_roots(rule.condition.source) - known):
+        for name in sorted({path[0] for path in var_paths(rule.condition.source)} - known):
             problems.add(raw.line_of("when"), f"'when' reads {name!r}, which a rule never has; it can read: {', '.join(sorted(known))}")
     templates = [("then", a) for a in rule.actions] + [("fetch", a) for _, a in rule.fetches]
     for key, action in templates:

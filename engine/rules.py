@@ -5,7 +5,6 @@ Reading rule files is in rule_files.py, the syntax of one rule in rule_syntax.py
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 from dataclasses import dataclass, field
@@ -150,18 +149,3 @@ class RuleProblems(Exception):
         super().__init__("\n".join(problems))
         self.problems = problems
 
-
-def unheard_sources(rules: tuple[Rule, ...] | list[Rule], source_names: set[str] | frozenset[str]) -> list[str]:
-    """A warning for each `on.source` that names no source of the sources file: such a rule
-    loads, and never fires. (Not an error: the source may be added to the file later.)"""
-    warnings = []
-    for rule in rules:
-        if rule.schedule is not None:
-            continue
-        for wanted in rule.sources:
-            if not any(fnmatch.fnmatchcase(name, wanted) for name in source_names):
-                near = difflib.get_close_matches(wanted, sorted(source_names), n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else f"; the sources file has: {', '.join(sorted(source_names))}"
-                warnings.append(f"{rule.file}:{rule.line}: rule {rule.id!r} listens to source {wanted!r}, "
-                                f"which the sources file does not have, so it never fires{hint}")
-    return warnings

@@ -25,6 +25,8 @@ FORM = "application/x-www-form-urlencoded"
 DATE_FIELDS = frozenset({"scheduled_start_time", "scheduled_end_time", "actual_start_time", "actual_end_time", "projected_end"})
 REFERENCE_FIELDS = frozenset({"owner", "priority", "status"})
 WRITABLE_FIELDS = DATE_FIELDS | REFERENCE_FIELDS | {"title", "description", "estimated_hours", "actual_hours"}
+# What a milestone has, as the API document lists it (what rules may read).
+MILESTONE_FIELDS = WRITABLE_FIELDS | {"id", "index", "project", "created_time", "user", "attachments"}
 SUCCESS = 2000
 PAGE_SIZE = 100  # SDP's largest row_count
 MAX_PAGES = 50

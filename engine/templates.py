@@ -9,15 +9,16 @@ object); any other template gives text.
 from __future__ import annotations
 
 import contextvars
+import functools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -224,15 +225,40 @@ def render_tree(value: Any, context: dict[str, Any]) -> Any:
 
 def variables_in(value: Any) -> set[str]:
     """Every top-level name the templates inside a compiled tree read."""
+    return _over_templates(value, lambda template: template.variables)
+
+
+def _over_templates(value: Any, read: Callable[[Template], Iterable[Any]]) -> set[Any]:
     if isinstance(value, Template):
-        return set(value.variables)
-    if isinstance(value, dict):
-        return set().union(*(variables_in(item) for item in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(variables_in(item) for item in value)) if value else set()
-    return set()
+        return set(read(value))
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(_over_templates(item, read) for item in items))
 
 
 def known_globals() -> set[str]:
     """Names every template has without a rule providing them (range, dict, namespace...)."""
     return set(_ENV.globals)
+
+
+def paths_in(value: Any) -> set[tuple[str, ...]]:
+    """Every dotted path the templates inside a compiled tree read (`milestone.status.name`
+    as ('milestone', 'status', 'name')), as far as it is spelt out: for checking field names."""
+    return _over_templates(value, lambda template: _paths(template.text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _paths(text: str) -> frozenset[tuple[str, ...]]:
+    found = set()
+    for node in _ENV.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
+        path: list[str] = []
+        while True:
+            if isinstance(node, nodes.Getattr):
+                path.append(node.attr)
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                path.append(node.arg.value)
+            else:
+                break
+            node = node.node
+        if isinstance(node, nodes.Name) and path:
+            found.add((node.name, *reversed(path)))
+    return frozenset(found)

@@ -70,6 +70,10 @@ def test_example_that_expects_the_wrong_outcome_says_so(tmp_path: Path) -> None:
     (RULE.replace('on: {source: sdp, event: "milestone.*"}', "on: {schedule: '0 * * * *', fetch: {sdp.milestones.get: {project_id: '1', milestone_id: '2'}}}"), "on.fetch must be a list operation"),
     (RULE + "examples: [{event: {milestone: {id: '1'}}}]\n", "example 1: 'expect' needs matches: true or false"),
     (RULE.replace("changed: milestone.actual_end_time", "changed: [a, b]"), "changed takes 1 argument(s), got 2"),
+    (RULE.replace('"{{ milestone.id }}"', '"{{ milestone.id }}-{{ event.typ }}"'),
+     "r.yaml:7: rule 'close-it': sdp.milestones.update: a template reads event.typ, which event does not have (did you mean 'type'?)"),
+    (RULE.replace("- changed: milestone.actual_end_time", "- changed: milestone.actual_end_time\n    - {var: entity.kinds}"),
+     "r.yaml:3: rule 'close-it': 'when' reads entity.kinds, which entity does not have (did you mean 'kind'?)"),
 ])
 def test_mistakes_are_load_errors_with_file_and_line(tmp_path: Path, text: str, problem: str) -> None:
     done = check(tmp_path, text)
@@ -117,4 +121,18 @@ def test_a_rule_listening_to_a_source_that_does_not_exist_is_a_warning(tmp_path:
     assert done.returncode == 0, done.stderr  # it loads: the source may be added to the file later
     (warning,) = [line for line in done.stdout.splitlines() if line.startswith("warning:")]
     assert f"{tmp_path / 'r.yaml'}:1: rule 'close-it' listens to source 'sdb'" in warning
-    assert "never fires; did you mean 'sdp'?" in warning
+    assert "never fires (did you mean 'sdp'?)" in warning
+
+
+def test_a_milestone_field_sdp_never_sends_is_a_warning_with_the_nearest_name(tmp_path: Path) -> None:
+    text = RULE.replace("changed: milestone.actual_end_time", "changed: milestone.actual_end").replace(
+        '"{{ milestone.project.id }}"', '"{{ milestone.projct.id }}"')
+    done = check(tmp_path, text)
+    assert done.returncode == 0, done.stderr  # custom fields exist: a warning, not an error
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {tmp_path / 'r.yaml'}:1: rule 'close-it' reads milestone.actual_end, a field ServiceDesk Plus "
+        "milestones do not have (did you mean 'actual_end_time'?): it is always missing",
+        f"warning: {tmp_path / 'r.yaml'}:1: rule 'close-it' reads milestone.projct, a field ServiceDesk Plus "
+        "milestones do not have (did you mean 'project'?): it is always missing",
+    ], done.stdout

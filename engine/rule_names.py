@@ -1,0 +1,105 @@
+"""The names a rule reads and listens to, checked against what exists: `event.typ` is an
+error (an event has a fixed set of keys); a milestone field that ServiceDesk Plus never sends
+(`milestone.scheduled_end`) and a source the sources file lacks are warnings, since custom
+fields and sources added later are legitimate. Pure: `hookrules check`, the rule loader and
+/ready share it."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable
+from typing import Any
+
+from engine.sdp import MILESTONE_FIELDS
+from engine.templates import paths_in
+
+EVENT_KEYS = frozenset({"id", "source", "type", "received_at", "delivery_id"})
+ENTITY_KEYS = frozenset({"kind", "id", "data"})
+FIXED_KEYS = {"event": EVENT_KEYS, "entity": ENTITY_KEYS}
+
+
+def var_paths(condition: Any) -> set[tuple[str, ...]]:
+    """Every path a JSONLogic condition reads with `var`, split at the dots."""
+    return _paths_of(condition, ("var",))
+
+
+def changed_paths(condition: Any) -> set[tuple[str, ...]]:
+    """The paths `changed`, `changed_to` and `changed_from` test (their first argument)."""
+    return _paths_of(condition, ("changed", "changed_to", "changed_from"))
+
+
+def _paths_of(condition: Any, operators: tuple[str, ...]) -> set[tuple[str, ...]]:
+    if isinstance(condition, list):
+        return set().union(*(_paths_of(item, operators) for item in condition)) if condition else set()
+    if not isinstance(condition, dict):
+        return set()
+    found: set[tuple[str, ...]] = set()
+    for key, value in condition.items():
+        path = value[0] if isinstance(value, list) and value else value
+        if key in operators and isinstance(path, str) and path and not path.split(".")[0].isdigit():
+            found.add(tuple(path.split(".")))
+        else:
+            found |= _paths_of(value, operators)
+    return found
+
+
+def wrong_fixed_keys(paths: Iterable[tuple[str, ...]]) -> list[str]:
+    """`event.typ`, `entity.kinds`: keys of objects whose keys never vary."""
+    problems = []
+    for path in sorted(set(paths)):
+        keys = FIXED_KEYS.get(path[0])
+        if keys is not None and len(path) > 1 and path[1] not in keys:
+            problems.append(f"{path[0]}.{path[1]}, which {path[0]} does not have{did_you_mean(path[1], keys)}; "
+                            f"it has: {', '.join(sorted(keys))}")
+    return problems
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    near = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def rule_paths(rule: Any) -> set[tuple[str, ...]]:
+    """What a rule's condition and templates (actions, fetches, scan) read."""
+    paths = var_paths(rule.condition.source) if rule.condition is not None else set()
+    templates = [a.args for a in rule.actions] + [a.args for _, a in rule.fetches] + ([rule.scan.args] if rule.scan else [])
+    for args in templates:
+        paths |= paths_in(args)
+    return paths
+
+
+def unknown_fields(rule: Any) -> list[str]:
+    """Milestone fields ServiceDesk Plus never sends, read by a rule that hears only `sdp`."""
+    if rule.schedule is not None or set(rule.sources) != {"sdp"}:
+        return []
+    paths = rule_paths(rule)
+    if rule.condition is not None:  # `changed: actual_end_time` may leave the kind out
+        paths |= {p if p[0] == "milestone" else ("milestone", *p) for p in changed_paths(rule.condition.source)}
+    warnings = []
+    for root, field in sorted({p[:2] for p in paths if len(p) > 1 and p[0] in ("milestone", "previous")}):
+        if field not in MILESTONE_FIELDS and not field.startswith("udf_"):
+            warnings.append(f"{rule.file}:{rule.line}: rule {rule.id!r} reads {root}.{field}, a field ServiceDesk Plus "
+                            f"milestones do not have{did_you_mean(field, MILESTONE_FIELDS)}: it is always missing")
+    return warnings
+
+
+def unheard_sources(rules: Iterable[Any], source_names: frozenset[str]) -> list[str]:
+    """A warning for each `on.source` that names no source of the sources file: such a rule
+    loads, and never fires. (Not an error: the source may be added to the file later.)"""
+    warnings = []
+    for rule in rules:
+        if rule.schedule is not None:
+            continue
+        for wanted in rule.sources:
+            if not any(fnmatch.fnmatchcase(name, wanted) for name in source_names):
+                hint = did_you_mean(wanted, source_names) or f" (the sources file has: {', '.join(sorted(source_names))})"
+                warnings.append(f"{rule.file}:{rule.line}: rule {rule.id!r} listens to source {wanted!r}, "
+                                f"which the sources file does not have, so it never fires{hint}")
+    return warnings
+
+
+def rule_warnings(rules: Iterable[Any], source_names: frozenset[str]) -> list[str]:
+    """What `hookrules check` and /ready warn about a loaded rule set."""
+    rules = list(rules)
+    return unheard_sources(rules, source_names) + [w for rule in rules for w in unknown_fields(rule)]
