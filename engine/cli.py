@@ -33,7 +33,7 @@ class Fatal(Exception):
         self.status = status
 
 
-def load(rules_dir: Path | None = None) -> tuple[Settings, Ruleset]:
+def load(rules_dir: Path | None = None, then: str = "start again") -> tuple[Settings, Ruleset]:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -43,7 +43,7 @@ def load(rules_dir: Path | None = None) -> tuple[Settings, Ruleset]:
         ruleset = load_ruleset(directory, settings.targets)
     except RuleProblems as exc:
         lines = "\n".join(f"  {problem}" for problem in exc.problems)
-        raise Fatal(f"the rules in {directory} have {len(exc.problems)} problem(s); fix them and start again:\n{lines}") from None
+        raise Fatal(f"the rules in {directory} have {len(exc.problems)} problem(s); fix them and {then}:\n{lines}") from None
     return settings, ruleset
 
 
@@ -124,7 +124,7 @@ def command_check(args: argparse.Namespace) -> int:
     from engine.examples import run_examples
 
     directory = Path(args.directory) if args.directory else None
-    settings, ruleset = load(directory)
+    settings, ruleset = load(directory, then="check again")
     print(f"OK: {len(ruleset.rules)} rule(s) in {len(ruleset.files)} file(s), version {ruleset.version}")
     for rule in ruleset.rules:
         when = f"schedule {rule.schedule}" if rule.schedule else f"{'|'.join(rule.sources)} {'|'.join(rule.events)}"
@@ -181,6 +181,20 @@ def command_try(args: argparse.Namespace) -> int:
         raise Fatal(f"the event cannot be used: {exc.reason}", 2) from None
     print(dry_run(ruleset, event, previous, read_json(args.fetched, "fetched")))
     return 0
+
+
+def positive(kind: type) -> Any:
+    """An argparse type: a number above 0, else argparse's plain usage error."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def guess_content_type(body: bytes) -> str:
@@ -327,8 +341,8 @@ def parser() -> argparse.ArgumentParser:
     events.add_argument("--rule", help="events this rule was a candidate for")
     events.add_argument("--entity", help="kind:id or id, e.g. milestone:2007594064055157")
     events.add_argument("--status", choices=["queued", "decided"])
-    events.add_argument("--hours", type=float, help="only the last N hours")
-    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--hours", type=positive(float), help="only the last N hours")
+    events.add_argument("--limit", type=positive(int), default=50, help="at most N events (default 50)")
     events.set_defaults(run=command_events)
     commands.add_parser("status", help="the health summary; exit 1 when unhealthy (needs REDIS_URL)").set_defaults(run=command_status)
     sandbox = commands.add_parser("sandbox", help="run a local emulator of the ServiceDesk Plus and Zoho Projects APIs")

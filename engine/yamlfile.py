@@ -73,13 +73,24 @@ class YamlError(Exception):
         self.reason = reason
 
 
+def _hint(problem: str) -> str:
+    """What the parser's words usually mean in a rule file."""
+    if "'\\t'" in problem or "\\t" in problem:
+        return " (a tab: indent with spaces only)"
+    if "expected <block end>" in problem or "mapping values are not allowed" in problem or "could not find expected ':'" in problem:
+        return " (check this line's indentation against the lines above: keys of one mapping, and items of one list, line up)"
+    if "expected ',' or '}'" in problem or "expected ',' or ']'" in problem:
+        return " (inside { } or [ ], entries are separated by commas and the brackets must close)"
+    return ""
+
+
 def load(text: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        raise YamlError(line, f"not valid YAML: {exc.problem or exc}") from None
+        raise YamlError(line, f"not valid YAML: {exc.problem or exc}{_hint(str(exc.problem or exc))}") from None
     except yaml.YAMLError as exc:
         raise YamlError(0, f"not valid YAML: {exc}") from None
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import ADMIN, ROOT, SECRET, base_env, free_port, http_status, wait_until
 
@@ -35,7 +36,18 @@ def test_check_reports_every_problem_and_fails(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"{tmp_path / 'bad.yaml'}:2: rule 'x': 'on' needs a source and an event" in done.stderr
     assert f"{tmp_path / 'bad.yaml'}:3: rule 'x': 'then' must be a list of actions" in done.stderr
+    assert "fix them and check again" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--limit", "0"), "argument --limit: '0': give a number above 0"),
+    (("--hours", "-1"), "argument --hours: '-1': give a number above 0"),
+    (("--limit", "lots"), "argument --limit: 'lots' is not a number"),
+])
+def test_events_refuses_numbers_that_mean_nothing(args: tuple[str, ...], said: str) -> None:
+    done = hookrules("events", *args)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
 
 
 def test_api_and_worker_refuse_to_start_with_bad_rules(tmp_path: Path, redis_url: str) -> None:

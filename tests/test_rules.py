@@ -74,6 +74,11 @@ def test_version_changes_with_the_files(tmp_path: Path) -> None:
         (GOOD.replace("id: close-it", "id: 'bad id!'"), "a.yaml:1: a rule needs an 'id'"),
         (GOOD.replace("then:\n", "then: 3\n", 1).split("  - sdp")[0], "a.yaml:5: rule 'close-it': 'then' must be a list of actions"),
         ("id: [unclosed\n", "a.yaml:2: not valid YAML"),
+        # The parser's words, and what they usually mean in a rule file.
+        (GOOD.replace("      fields:", "     fields:"), "a.yaml:9: not valid YAML: expected <block end>, "
+         "but found '<block mapping start>' (check this line's indentation against the lines above"),
+        (GOOD.replace("id: close-it\n", "id: close-it\n\t\n"), "a.yaml:2: not valid YAML: found character '\\t' that cannot start any token (a tab: indent with spaces only)"),
+        (GOOD.replace("on: {source: sdp, ", "on: {source: sdp "), "a.yaml:3: not valid YAML: expected ',' or '}', but got ':' (inside { } or [ ], entries are separated by commas"),
     ],
 )
 def test_problems_name_file_line_and_reason(tmp_path: Path, text: str, expected: str) -> None:

@@ -80,6 +80,8 @@ def test_token_with_rotation(api: Service) -> None:
     assert bad.status_code == 401 and "X-Hook-Token does not match" in bad.json()["error"]
     other_scheme = post(api, "tokens", {"X-Hook-Signature": hex_sig(NEW)})
     assert other_scheme.status_code == 401 and "this source accepts X-Hook-Token" in other_scheme.json()["error"]
+    unsigned = post(api, "signed", {})
+    assert unsigned.json()["error"] == "missing credentials: this source accepts X-Hook-Signature or X-Hub-Signature-256"
 
 
 def test_hmac_and_github_signatures(api: Service) -> None:
