@@ -17,6 +17,7 @@ hookrules' own operators (changed, after, days_between, ...) are in operators.py
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,24 @@ DataHandle = datalogic_py.DataHandle
 
 
 class LogicError(Exception):
-    """A condition is not valid JSONLogic, or failed while evaluating."""
+    """A condition is not valid JSONLogic, or failed while evaluating. `pointer` says where in
+    the condition, when known (a JSON pointer such as /and/1)."""
+
+    def __init__(self, message: str, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.pointer = pointer
+
+
+# The operators a condition may use: JsonLogic's (as datalogic-py runs them) and ours. Only
+# for suggestions: datalogic-py itself refuses what it does not know.
+STANDARD_OPERATORS = (
+    "var", "missing", "missing_some", "if", "?:", "==", "===", "!=", "!==", "!", "!!", "or", "and",
+    ">", ">=", "<", "<=", "max", "min", "+", "-", "*", "/", "%", "map", "reduce", "filter", "all",
+    "none", "some", "merge", "in", "cat", "substr",
+)
+# Words people reach for, and the operator that does it.
+ALIASES = {"contains": "in", "contain": "in", "includes": "in", "equals": "==", "eq": "==", "ne": "!=",
+           "not": "!", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "concat": "cat", "exists": "!!"}
 
 
 _ENGINE = datalogic_py.Engine(custom_operators=CUSTOM_OPERATORS)
@@ -65,13 +83,27 @@ def is_truthy(value: Any) -> bool:
 
 def check(rule: Any) -> list[str]:
     """Every problem datalogic-py can see in a rule before it runs, as readable lines."""
-    problems = []
+    return [line for line, _ in _diagnose(rule)]
+
+
+def _diagnose(rule: Any) -> list[tuple[str, str | None]]:
+    """(readable line, JSON pointer) for each error datalogic-py sees before the rule runs."""
+    found = []
     for diagnostic in _ENGINE.check(_as_input(rule)):
         if diagnostic["severity"] != "error":
             continue
         where = f" at {diagnostic['pointer']}" if diagnostic["pointer"] else ""
-        problems.append(f"{diagnostic['message']}{where}")
-    return problems
+        found.append((f"{diagnostic['message']}{where}{_suggestion(diagnostic)}", diagnostic["pointer"] or None))
+    return found
+
+
+def _suggestion(diagnostic: dict[str, Any]) -> str:
+    operator = diagnostic.get("operator")
+    if diagnostic.get("code") != "UnknownOperator" or not isinstance(operator, str) or "did you mean" in diagnostic["message"]:
+        return ""
+    known = STANDARD_OPERATORS + tuple(CUSTOM_OPERATORS)
+    near = [ALIASES[operator.lower()]] if operator.lower() in ALIASES else difflib.get_close_matches(operator, known, n=1)
+    return f" (did you mean `{near[0]}`?)" if near else ""
 
 
 @dataclass(frozen=True)
@@ -99,9 +131,9 @@ def compile_condition(rule: Any) -> Condition:
         compiled_form = rewrite(rule)
     except OperatorError as exc:
         raise LogicError(str(exc)) from None
-    problems = check(compiled_form)
+    problems = _diagnose(compiled_form)
     if problems:
-        raise LogicError("; ".join(problems))
+        raise LogicError("; ".join(line for line, _ in problems), pointer=problems[0][1])
     try:
         return Condition(rule, _ENGINE.compile(_as_input(compiled_form)))
     except datalogic_py.DataLogicError as exc:

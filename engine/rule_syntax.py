@@ -180,8 +180,24 @@ def parse_condition(raw: dict, problems: Problems) -> Condition | None:
     try:
         return compile_condition(yamlfile.plain(raw["when"]))
     except LogicError as exc:
-        problems.add(raw.line_of("when"), f"'when' is not valid JSONLogic: {exc}")
+        problems.add(line_at(raw["when"], exc.pointer, raw.line_of("when")), f"'when' is not valid JSONLogic: {exc}")
         return None
+
+
+def line_at(value: Any, pointer: str | None, default: int) -> int:
+    """The line of the part of a condition a JSON pointer (/and/1) names, as near as the file
+    says: a problem is shown where it is written, not at `when:`."""
+    line = yamlfile.line_of(value, default)
+    for step in (pointer or "").strip("/").split("/") if pointer else []:
+        if isinstance(value, dict) and step in value:
+            line = value.line_of(step) if hasattr(value, "line_of") else line
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            break
+        line = yamlfile.line_of(value, line)
+    return line
 
 
 def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:

@@ -66,6 +66,10 @@ def test_version_changes_with_the_files(tmp_path: Path) -> None:
     [
         (GOOD.replace("on: {source: sdp, ", "on: {"), "a.yaml:3: rule 'close-it': 'on' needs a source and an event"),
         (GOOD.replace('"!!"', '"frob"'), "a.yaml:4: rule 'close-it': 'when' is not valid JSONLogic"),
+        # Where it is written, not at `when:`; and the operator meant.
+        (GOOD.replace('when: {"!!": {var: milestone.actual_end_time.value}}',
+                      'when:\n  and:\n    - "!!": {var: milestone.id}\n    - contains: [{var: milestone.title}, urgent]'),
+         "a.yaml:7: rule 'close-it': 'when' is not valid JSONLogic: unknown operator `contains` at /and/1 (did you mean `in`?)"),
         (GOOD.replace("sdp.milestones.update", "sdp.milestones.explode"), "a.yaml:6: rule 'close-it': action 1: unknown action 'sdp.milestones.explode'"),
         (GOOD.replace("      fields: {status: {name: Closed}}\n", ""), "a.yaml:6: rule 'close-it': action 1 (sdp.milestones.update): missing argument 'fields'"),
         (GOOD.replace("{{ milestone.id }}", "{{ milestone.id "), "a.yaml:6: rule 'close-it': action 1 (sdp.milestones.update): template does not compile"),
