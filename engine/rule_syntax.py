@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
@@ -167,11 +168,21 @@ def check_names(rule: Rule, raw: dict, problems: Problems) -> None:
     known = ROOTS | kinds
     if rule.condition is not None:
         for name in sorted({path[0] for path in var_paths(rule.condition.source)} - known):
-            problems.add(raw.line_of("when"), f"'when' reads {name!r}, which a rule never has; it can read: {', '.join(sorted(known))}")
+            problems.add(raw.line_of("when"), f"'when' reads {name!r}, {unknown_name(name, kinds, known)}")
     templates = [("then", a) for a in rule.actions] + [("fetch", a) for _, a in rule.fetches]
     for key, action in templates:
         for name in sorted(variables_in(action.args) - known - known_globals()):
-            problems.add(raw.line_of(key), f"{action.spec.name}: a template reads {name!r}, which a rule never has; it can read: {', '.join(sorted(known))}")
+            problems.add(raw.line_of(key), f"{action.spec.name}: a template reads {name!r}, {unknown_name(name, kinds, known)}")
+
+
+def unknown_name(name: str, kinds: set[str], known: set[str]) -> str:
+    """Why a name is not there. Close to the kind `on.event` names (`milestone` against
+    `milestones.updated`): then the event type is more likely the misspelt one."""
+    near = difflib.get_close_matches(name, sorted(kinds), n=1, cutoff=0.8)
+    if near:
+        return (f"but this rule hears events of kind {near[0]!r}, whose entity is under {near[0]!r}; "
+                f"if it is about {name}s, 'on.event' should be {name}.* (events are named after their kind)")
+    return f"which a rule never has; it can read: {', '.join(sorted(known))}"
 
 
 def parse_condition(raw: dict, problems: Problems) -> Condition | None:

@@ -70,6 +70,8 @@ def test_example_that_expects_the_wrong_outcome_says_so(tmp_path: Path) -> None:
     (RULE.replace('on: {source: sdp, event: "milestone.*"}', "on: {schedule: '0 * * * *', fetch: {sdp.milestones.get: {project_id: '1', milestone_id: '2'}}}"), "on.fetch must be a list operation"),
     (RULE + "examples: [{event: {milestone: {id: '1'}}}]\n", "example 1: 'expect' needs matches: true or false"),
     (RULE.replace("changed: milestone.actual_end_time", "changed: [a, b]"), "changed takes 1 argument(s), got 2"),
+    (RULE.replace('event: "milestone.*"', 'event: "milestones.updated"'),
+     "r.yaml:3: rule 'close-it': 'when' reads 'milestone', but this rule hears events of kind 'milestones'"),
     (RULE.replace('"{{ milestone.id }}"', '"{{ milestone.id }}-{{ event.typ }}"'),
      "r.yaml:7: rule 'close-it': sdp.milestones.update: a template reads event.typ, which event does not have (did you mean 'type'?)"),
     (RULE.replace("- changed: milestone.actual_end_time", "- changed: milestone.actual_end_time\n    - {var: entity.kinds}"),
