@@ -176,13 +176,14 @@ def check_names(rule: Rule, raw: dict, problems: Problems) -> None:
 
 
 def unknown_name(name: str, kinds: set[str], known: set[str]) -> str:
-    """Why a name is not there. Close to the kind `on.event` names (`milestone` against
-    `milestones.updated`): then the event type is more likely the misspelt one."""
-    near = difflib.get_close_matches(name, sorted(kinds), n=1, cutoff=0.8)
-    if near:
-        return (f"but this rule hears events of kind {near[0]!r}, whose entity is under {near[0]!r}; "
+    """Why a name is not there, and the nearest it may be. When `on.event` names the plural
+    (`milestones.updated`) of what the rule reads (`milestone`), the event type is the slip."""
+    if name + "s" in kinds:  # a plural kind is the usual slip: SDP and Zoho name kinds singular
+        return (f"but this rule hears events of kind {name + 's'!r}, whose entity is under {name + 's'!r}; "
                 f"if it is about {name}s, 'on.event' should be {name}.* (events are named after their kind)")
-    return f"which a rule never has; it can read: {', '.join(sorted(known))}"
+    near = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"which a rule never has{hint}; it can read: {', '.join(sorted(known))}"
 
 
 def parse_condition(raw: dict, problems: Problems) -> Condition | None:
