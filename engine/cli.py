@@ -129,7 +129,7 @@ def command_check(args: argparse.Namespace) -> int:
     for rule in ruleset.rules:
         when = f"schedule {rule.schedule}" if rule.schedule else f"{'|'.join(rule.sources)} {'|'.join(rule.events)}"
         print(f"  {rule.id:<32} {rule.mode:<6} {when:<28} {rule.file}:{rule.line}")
-    for warning in rule_warnings(ruleset.rules, frozenset(settings.sources)):
+    for warning in rule_warnings(ruleset.rules, frozenset(settings.sources), settings.targets.http_allow_hosts):
         print(f"warning: {warning}")
     results = run_examples(ruleset)
     for result in results:

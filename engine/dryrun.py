@@ -14,6 +14,7 @@ from typing import Any
 from engine.changes import diff, merge
 from engine.dates import normalise_dates
 from engine.decide import decide
+from engine.reach import Unreachable, check_host
 from engine.examples import example_targets
 from engine.models import Event, PlannedAction
 from engine.rules import Rule, Ruleset
@@ -21,11 +22,16 @@ from engine.rules import Rule, Ruleset
 MASK = "Zoho-oauthtoken ****"
 
 
-def describe_request(action: PlannedAction) -> list[str]:
+def describe_request(action: PlannedAction, allow_hosts: tuple[str, ...] = ()) -> list[str]:
     if action.request is None:
         return [f"    not sent: {action.error}"]
     request = action.request
     lines = [f"    {request.method} {request.url}"]
+    if request.connector is None:  # http.request: the host must be allowed, or the send is refused
+        try:
+            check_host(request.url, allow_hosts)
+        except Unreachable as exc:
+            lines.append(f"      REFUSED when sent: {exc}")
     headers = {**request.headers, **({"Authorization": MASK} if request.connector else {})}
     lines += [f"      {name}: {value}" for name, value in headers.items()]
     if request.query:
@@ -39,7 +45,7 @@ def describe_request(action: PlannedAction) -> list[str]:
     return lines
 
 
-def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction]) -> list[str]:
+def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_hosts: tuple[str, ...] = ()) -> list[str]:
     verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
     lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
     if result.error:
@@ -51,7 +57,7 @@ def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction]) -> list
     if planned:
         lines.append("  would send:" if rule.mode == "on" else "  would send, but it is in shadow mode, so it does not:")
         for action in planned:
-            lines += describe_request(action)
+            lines += describe_request(action, allow_hosts)
     return lines
 
 
@@ -62,6 +68,7 @@ def dry_run(
     fetched: dict[str, Any] | None = None,
 ) -> str:
     """The report, as text. `fetched` gives every rule with a `fetch` the same replies by name."""
+    allow_hosts = ruleset.targets.http_allow_hosts
     ruleset = Ruleset(ruleset.rules, ruleset.version, example_targets(ruleset.targets), ruleset.files)
     previous = normalise_dates(previous) if previous is not None else None
     now = time.time()
@@ -79,7 +86,7 @@ def dry_run(
     for result in decision.results:
         rule = by_rule[result.rule_id]
         planned = [a for a in decision.actions + decision.shadowed if a.rule_id == rule.id]
-        lines += describe_rule(rule, result, planned) + [""]
+        lines += describe_rule(rule, result, planned, allow_hosts) + [""]
     deaf = [r.id for r in ruleset.rules if r.id not in {res.rule_id for res in decision.results}]
     if deaf:
         lines.append(f"not listening to {event.source} {event.type} (or off): {', '.join(deaf)}")

@@ -52,7 +52,7 @@ def ruleset_report(rules: RulesReloader, settings: Settings) -> dict[str, Any]:
         "warnings": list(settings.warnings) + (
             [f"the last rule edit was refused ({len(rules.errors)} problem(s)); still running version {ruleset.version}"]
             if rules.errors else []
-        ) + rule_warnings(ruleset.rules, frozenset(settings.sources)),
+        ) + rule_warnings(ruleset.rules, frozenset(settings.sources), settings.targets.http_allow_hosts),
     }
 
 

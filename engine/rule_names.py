@@ -1,16 +1,19 @@
 """The names a rule reads and listens to, checked against what exists: `event.typ` is an
 error (an event has a fixed set of keys); a milestone field that ServiceDesk Plus never sends
-(`milestone.scheduled_end`) and a source the sources file lacks are warnings, since custom
-fields and sources added later are legitimate. Pure: `hookrules check`, the rule loader and
+(`milestone.scheduled_end`), a source the sources file lacks and an http.request host that
+HOOKRULES_HTTP_ALLOW_HOSTS does not list are warnings, since custom fields, sources and
+hosts added later are legitimate. Pure: `hookrules check`, the rule loader and
 /ready share it."""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Iterable
 from typing import Any
 
+from engine.reach import listed
 from engine.sdp import MILESTONE_FIELDS
 from engine.templates import paths_in
 
@@ -99,7 +102,26 @@ def unheard_sources(rules: Iterable[Any], source_names: frozenset[str]) -> list[
     return warnings
 
 
-def rule_warnings(rules: Iterable[Any], source_names: frozenset[str]) -> list[str]:
+_LITERAL_HOST = re.compile(r"^\s*https?://([^/:?#{}\s]+)(?=[/:?#]|$)", re.IGNORECASE)
+
+
+def unallowed_hosts(rule: Any, allow: tuple[str, ...]) -> list[str]:
+    """http.request actions whose URL names, as written, a host HOOKRULES_HTTP_ALLOW_HOSTS does
+    not list: every send would be refused."""
+    warnings = []
+    actions = [(f"action {n}", a) for n, a in enumerate(rule.actions, start=1)] + [(f"fetch {name}", a) for name, a in rule.fetches]
+    for what, action in actions:
+        url = action.args.get("url") if action.spec.name == "http.request" else None
+        text = getattr(url, "text", url)  # a template, or a plain string
+        match = _LITERAL_HOST.match(text) if isinstance(text, str) else None
+        if match and listed(match.group(1).lower(), allow) is None:
+            warnings.append(f"{rule.file}:{rule.line}: rule {rule.id!r} {what} sends to {match.group(1)}, which "
+                            f"HOOKRULES_HTTP_ALLOW_HOSTS does not list ({', '.join(allow) or 'empty'}): every send is refused")
+    return warnings
+
+
+def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_hosts: tuple[str, ...] = ()) -> list[str]:
     """What `hookrules check` and /ready warn about a loaded rule set."""
     rules = list(rules)
-    return unheard_sources(rules, source_names) + [w for rule in rules for w in unknown_fields(rule)]
+    return unheard_sources(rules, source_names) + [
+        w for rule in rules for w in unknown_fields(rule) + unallowed_hosts(rule, allow_hosts)]

@@ -138,3 +138,25 @@ def test_a_milestone_field_sdp_never_sends_is_a_warning_with_the_nearest_name(tm
         f"warning: {tmp_path / 'r.yaml'}:1: rule 'close-it' reads milestone.projct, a field ServiceDesk Plus "
         "milestones do not have (did you mean 'project'?): it is always missing",
     ], done.stdout
+
+
+HTTP_RULE = """\
+id: tell-chat
+on: {source: sdp, event: "milestone.*"}
+then:
+  - http.request: {method: POST, url: "https://chat.example.com/hook/{{ milestone.id }}", json: {text: "{{ milestone.title }}"}}
+"""
+
+
+def test_a_host_the_allow_list_lacks_is_a_warning_in_check_and_refused_in_try(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(HTTP_RULE)
+    done = hookrules("check", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (f"warning: {tmp_path / 'r.yaml'}:1: rule 'tell-chat' action 1 sends to chat.example.com, which "
+            "HOOKRULES_HTTP_ALLOW_HOSTS does not list (127.0.0.1): every send is refused") in done.stdout, done.stdout
+    tried = hookrules("try", "samples/milestone-completed.json", env=base_env(HOOKRULES_RULES_DIR=str(tmp_path)))
+    assert "POST https://chat.example.com/hook/2007594064055157\n      REFUSED when sent: 'chat.example.com' is not on " \
+           "HOOKRULES_HTTP_ALLOW_HOSTS (127.0.0.1)" in tried.stdout, tried.stdout
+    allowed = base_env(HOOKRULES_RULES_DIR=str(tmp_path), HOOKRULES_HTTP_ALLOW_HOSTS="chat.example.com")
+    assert "warning" not in hookrules("check", env=allowed).stdout
+    assert "REFUSED" not in hookrules("try", "samples/milestone-completed.json", env=allowed).stdout
