@@ -55,7 +55,9 @@ def example_problems(raw: Any, line: int) -> list[tuple[int, str]]:
             found.append((at, f"example {n}: 'event' must be the webhook body, e.g. {{milestone: {{id: '1', ...}}}}"))
         expect = example.get("expect")
         if not isinstance(expect, dict) or not isinstance(expect.get("matches"), bool):
-            found.append((at, f"example {n}: 'expect' needs matches: true or false"))
+            unknown = sorted(set(expect) - EXPECT_KEYS, key=str) if isinstance(expect, dict) else []
+            also = f" (unknown key {', '.join(repr(f'expect.{k}') for k in unknown)}: did you mean 'matches'?)" if unknown else ""
+            found.append((at, f"example {n}: 'expect' needs matches: true or false{also}"))
             continue
         found += [(at, f"example {n}: unknown key 'expect.{k}'; expect has matches and requests") for k in sorted(set(expect) - EXPECT_KEYS, key=str)]
         for spec in expect.get("requests") or []:
@@ -138,7 +140,8 @@ def run_example(rule: Rule, example: dict[str, Any], n: int, targets: Targets) -
     elif result.error:
         failures.append(result.error)
     elif result.matched != expect["matches"]:
-        failures.append(f"expected {'a match' if expect['matches'] else 'no match'}, but it {'matched' if result.matched else 'did not match'}")
+        failures.append(f"expected {'a match' if expect['matches'] else 'no match'}, but it {'matched' if result.matched else 'did not match'}"
+                        + (f": because {result.because}" if result.because else ""))
     planned = decision.actions + decision.shadowed
     for i, spec in enumerate(expect.get("requests") or [], start=1):
         if i > len(planned):

@@ -120,10 +120,18 @@ class Condition:
                 return self._compiled.evaluate_data(data)
             return self._compiled.evaluate(_as_input(data))
         except datalogic_py.DataLogicError as exc:
-            raise LogicError(str(exc)) from None
+            raise LogicError(str(exc) + _evaluation_hint(str(exc))) from None
 
     def matches(self, data: Any) -> bool:
         return is_truthy(self.evaluate(data))
+
+
+def _evaluation_hint(message: str) -> str:
+    """datalogic-py's NaN errors mostly mean an object compared with a plain value."""
+    if "NaN" in message:
+        return (" (a comparison met a value that is not a number or text, usually an object such as"
+                " milestone.status: compare a field inside it, e.g. milestone.status.name)")
+    return ""
 
 
 def compile_condition(rule: Any) -> Condition:

@@ -56,6 +56,8 @@ class RulesReloader:
             return True
         if ruleset.version != self.ruleset.version:
             log.info("rules reloaded: version %s, %d rule(s) (was %s)", ruleset.version, len(ruleset.rules), self.ruleset.version)
+        elif self.errors:  # put back as it was: say so, or the last word in the log stays the refusal
+            log.info("the rule files load again, as the running version %s (%d rule(s))", ruleset.version, len(ruleset.rules))
         self.ruleset, self.errors = ruleset, ()
         return True
 

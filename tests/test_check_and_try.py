@@ -60,6 +60,24 @@ def test_example_that_expects_the_wrong_outcome_says_so(tmp_path: Path) -> None:
     text = RULE + EXAMPLE.replace("matches: true", "matches: false").replace("      requests: [{method: PUT, url_endswith: /projects/3/milestones/5, input_data: {milestone: {status: {name: %s}}}}]\n", "")
     done = check(tmp_path, text)
     assert done.returncode == 1 and "expected no match, but it matched" in done.stdout
+    # and why, as `hookrules try` would say it
+    assert ('expected no match, but it matched: because {"and": [{"changed": "milestone.actual_end_time"}, '
+            '{"!=": [{"var": "milestone.status.name"}, "Closed"]}]} was true') in done.stdout, done.stdout
+
+
+def test_an_object_compared_with_text_says_which_field_to_compare(tmp_path: Path) -> None:
+    text = RULE.replace('"!=": [{var: milestone.status.name}, Closed]', '"==": [{var: milestone.status}, Open]') + \
+        EXAMPLE.replace("      requests: [{method: PUT, url_endswith: /projects/3/milestones/5, input_data: {milestone: {status: {name: %s}}}}]\n", "")
+    done = check(tmp_path, text)
+    assert done.returncode == 1
+    assert "condition failed: Invalid arguments: NaN (in operator: ==) (a comparison met a value that is not a number or " \
+           "text, usually an object such as milestone.status: compare a field inside it, e.g. milestone.status.name)" in done.stdout
+
+
+def test_expect_with_a_misspelt_key_names_it(tmp_path: Path) -> None:
+    done = check(tmp_path, RULE + (EXAMPLE % "Closed").replace("matches: true", "match: true"))
+    assert done.returncode == 1
+    assert "example 1: 'expect' needs matches: true or false (unknown key 'expect.match': did you mean 'matches'?)" in done.stderr
 
 
 @pytest.mark.parametrize(("text", "problem"), [

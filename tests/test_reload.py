@@ -4,10 +4,12 @@ keeps deciding, with the problem shown in /health until fixed."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from conftest import ADMIN, ROOT, Service, base_env, run_service, wait_until, with_db
@@ -117,3 +119,23 @@ def test_a_configmap_mounted_as_the_rules_directory_loads_each_file_once(tmp_pat
     (mount / "..data_tmp").symlink_to(second.name)
     (mount / "..data_tmp").rename(mount / "..data")  # the kubelet's atomic swap
     assert reloader.poll() and [rule.id for rule in reloader.ruleset.rules] == ["close-when-finished"]
+
+
+def test_a_refused_edit_put_back_says_the_rules_load_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engine.config import load_settings
+    from engine.reload import RulesReloader
+    from engine.rule_files import load_ruleset
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    targets = load_settings(base_env()).targets
+    reloader = RulesReloader(rules, targets, load_ruleset(rules, targets))
+    running = reloader.ruleset.version
+    path = rules / "sdp-milestones.yaml"
+    text = path.read_text()
+    caplog.set_level(logging.INFO, logger="hookrules")
+    path.write_text(text.replace('event: "milestone.*"', "event: [", 1))
+    assert reloader.poll() and reloader.errors
+    path.write_text(text)  # put back: the same version as the one running
+    assert reloader.poll() and reloader.errors == () and reloader.ruleset.version == running
+    assert caplog.messages[-1] == f"the rule files load again, as the running version {running} (3 rule(s))"
