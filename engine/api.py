@@ -18,6 +18,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -34,7 +35,7 @@ from engine.intake import Rejected, to_event
 from engine.metrics import exposition
 from engine.openapi import OPENAPI
 from engine.reload import RulesReloader
-from engine.responses import error, redis_down
+from engine.responses import error, redis_down, routing_error
 from engine.rules import Ruleset
 from engine.ui import ui_routes
 
@@ -219,6 +220,7 @@ def create_app(settings: Settings, ruleset: Ruleset) -> Starlette:
             *ui_routes(),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: routing_error},
     )
     app.state.settings = settings
     app.state.rules = RulesReloader(settings.rules_dir, settings.targets, ruleset)

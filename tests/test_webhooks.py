@@ -92,6 +92,15 @@ def test_unknown_event_id_is_404(service: Service) -> None:
     assert "no such event" in reply.json()["error"]
 
 
+def test_a_wrong_method_or_path_gets_the_json_error_every_refusal_has(service: Service) -> None:
+    wrong_method = httpx.get(f"{service.url}/hooks/sdp", timeout=5)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json() == {"error": "GET is not accepted at /hooks/sdp; it takes POST"}
+    nowhere = httpx.post(f"{service.url}/hook/sdp", content=b"{}", timeout=5)
+    assert nowhere.status_code == 404
+    assert nowhere.json() == {"error": "nothing at /hook/sdp: webhooks go to POST /hooks/<source> (see GET /openapi.json)"}
+
+
 def test_only_the_webhook_route_and_a_short_health_answer_are_open(service: Service) -> None:
     event_id = service.post(SAMPLE).json()["event_id"]
     assert httpx.get(f"{service.url}/events/{event_id}", timeout=5).status_code == 401
