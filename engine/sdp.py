@@ -96,7 +96,9 @@ def input_data(fields: dict[str, Any]) -> dict[str, str]:
 
 def request(method: str, url: str, **parts: Any) -> Request:
     headers = {"Accept": ACCEPT}
-    if parts.get("form") is not None:
+    if parts.get("files"):
+        headers["Content-Type"] = "multipart/form-data"  # as shown; the client adds the boundary
+    elif parts.get("form") is not None:
         headers["Content-Type"] = FORM
     return Request(method=method, url=url, headers=headers, connector="sdp", **parts)
 

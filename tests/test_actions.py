@@ -71,6 +71,7 @@ def test_sdp_upload_is_multipart_with_filename_part() -> None:
     assert (request.method, request.url) == ("POST", f"{SDP}/api/v3/projects/22/milestones/33/_uploads")
     assert request.files == {"filename": ["notes.txt", "closed by hookrules", "text/plain"]}
     assert request.form == {"addtoattachment": "false"}
+    assert request.headers["Content-Type"] == "multipart/form-data"  # what try and the event record show
 
 
 def test_zoho_create_sends_form_parameters_and_zoho_dates() -> None:
