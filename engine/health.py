@@ -8,7 +8,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from engine import store
+from engine import stats, store
 from engine.config import Settings, Targets
 from engine.oauth import oauth_status
 from engine.ratelimit import limiter_status
@@ -65,6 +65,10 @@ async def add_stored_state(redis: Any, ruleset: Ruleset, settings: Settings, now
     scheduled = [rule for rule in ruleset.rules if rule.schedule]
     scans = await store.last_scans(redis, [rule.id for rule in scheduled])
     report["schedules"] = {rule.id: {"schedule": rule.schedule, "last_scan": scans[rule.id]} for rule in scheduled}
+    report["warnings"] += [
+        f"rule {rule_id} failed on events in the last hour ({errors} time(s) in all; the last {now - at:.0f} s ago): {message}"
+        for rule_id, errors, at, message in await stats.failing_rules(redis, [rule.id for rule in ruleset.rules], now - 3600)
+    ]
     report["warnings"] += [
         f"{name}: the last OAuth token refresh failed: {status['oauth']['last_error']['error']}"
         for name, status in report["connectors"].items()

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 
 from engine.models import Decision
 
-RULES = "hookrules:stats:rules"  # "<rule>|candidates", "<rule>|matched", "<rule>|errors", "<rule>|last_match"
+RULES = "hookrules:stats:rules"  # "<rule>|candidates", "<rule>|matched", "<rule>|errors", "<rule>|last_match", "<rule>|last_error(_at)"
 INTAKE = "hookrules:stats:intake"  # "<source>|<status>"
 ACTIONS = "hookrules:stats:actions"  # "<connector>|<outcome>"
 LATENCY = "hookrules:stats:latency"  # "<name>|<le>", "<name>|sum", "<name>|count"
@@ -54,6 +54,21 @@ def _observe_many(pipe: Any, name: str, seconds: list[float]) -> None:
     pipe.hincrby(LATENCY, f"{name}|count", len(seconds))
 
 
+async def failing_rules(redis: ArqRedis, rule_ids: list[str], since: float) -> list[tuple[str, int, float, str]]:
+    """(rule, errors counted, when the last was, what it was) for each rule whose condition
+    or fetch failed since `since`."""
+    if not rule_ids:
+        return []
+    fields = [f"{rule_id}|{name}" for rule_id in rule_ids for name in ("errors", "last_error_at", "last_error")]
+    values = await redis.hmget(RULES, fields)
+    found = []
+    for n, rule_id in enumerate(rule_ids):
+        errors, at, message = values[3 * n: 3 * n + 3]
+        if at is not None and float(at) >= since:
+            found.append((rule_id, int(errors or 0), float(at), (message or b"").decode()))
+    return found
+
+
 def add_decision_counts(pipe: Any, decisions: list[tuple[Decision, float]], now: float) -> None:
     """The rule counters and decision latency for many decisions (each with when its event arrived), summed
     first so a batch costs one command per rule and counter, added to a pipeline."""
@@ -68,6 +83,7 @@ def add_decision_counts(pipe: Any, decisions: list[tuple[Decision, float]], now:
             if result.error:
                 counts[f"{result.rule_id}|errors"] += 1
                 last[f"{result.rule_id}|last_error"] = result.error[:300]
+                last[f"{result.rule_id}|last_error_at"] = str(now)
     for field, count in counts.items():
         pipe.hincrby(RULES, field, count)
     if last:

