@@ -38,11 +38,12 @@ _GLOB = re.compile(r"[*?\[]")
 class Problems:
     """Collects `file:line: rule 'id': reason` lines for one rule."""
 
-    def __init__(self, sink: list[str], file: str, rule_id: str) -> None:
+    def __init__(self, sink: list[str], file: str, rule_id: str, label: str | None = None) -> None:
         self.sink, self.file, self.rule_id, self.start = sink, file, rule_id, len(sink)
+        self.label = label or f"rule {rule_id!r}"
 
     def add(self, line: int, reason: str) -> None:
-        self.sink.append(f"{self.file}:{line}: rule {self.rule_id!r}: {reason}")
+        self.sink.append(f"{self.file}:{line}: {self.label}: {reason}")
 
     @property
     def any(self) -> bool:
@@ -218,10 +219,14 @@ def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:
         sink.append(f"{file}:{line}: a rule must be a mapping with id, on, when and then")
         return None
     rule_id = raw.get("id")
+    start = len(sink)
     if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
         sink.append(f"{file}:{line}: a rule needs an 'id' of letters, digits, '.', '-' or '_', got {rule_id!r}")
-        return None
-    problems = Problems(sink, file, rule_id)
+        # Go on checking the rest, so one run shows every problem; its lines name the rule by line.
+        problems = Problems(sink, file, "", label=f"the rule at line {line}")
+        problems.start = start
+    else:
+        problems = Problems(sink, file, rule_id)
     for key in sorted(set(raw) - RULE_KEYS, key=str):
         problems.add(raw.line_of(key), f"unknown key {key!r}; a rule has {', '.join(sorted(RULE_KEYS))}")
     mode = raw.get("mode", "on")
@@ -237,7 +242,7 @@ def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:
         examples=tuple(yamlfile.with_lines(raw.get("examples") or [])),
         echoes=isinstance(raw.get("on"), dict) and raw["on"].get("echoes") is True,
     )
-    if not problems.any:
+    if rule.events:  # names are judged against the kinds `on` names: not when `on` is broken
         check_names(rule, raw, problems)
     for problem_line, reason in example_problems(raw.get("examples"), raw.line_of("examples")):
         problems.add(problem_line, reason)

@@ -96,6 +96,15 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path: Path) -> None
     assert {Path(p.split(":")[0]).name for p in found} == {"a.yaml", "b.yaml"}
 
 
+def test_a_bad_id_hides_no_other_problem_of_its_rule(tmp_path: Path) -> None:
+    text = GOOD.replace("id: close-it", "id: 'bad id!'").replace('"!!"', '"frob"')
+    found = problems(tmp_path, **{"a.yaml": text})
+    assert [p.split(str(tmp_path) + "/", 1)[1] for p in found] == [
+        "a.yaml:1: a rule needs an 'id' of letters, digits, '.', '-' or '_', got 'bad id!'",
+        "a.yaml:4: the rule at line 1: 'when' is not valid JSONLogic: unknown operator `frob`",
+    ]
+
+
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     found = problems(tmp_path, **{"a.yaml": GOOD, "b.yaml": GOOD})
     assert len(found) == 1 and "rule id 'close-it' is already used at" in found[0]
