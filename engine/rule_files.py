@@ -53,6 +53,9 @@ def _hidden(relative: Path) -> bool:
 def load_ruleset(directory: Path, targets: Targets) -> Ruleset:
     """Every rule in `directory`. Raises RuleProblems listing every problem, if there is any:
     a ruleset with a rule missing is worse than a loud refusal to start."""
+    if directory.is_file():
+        raise RuleProblems([f"{directory}: a file, not a rules directory: give the directory that holds the rule "
+                            f"files (to see what the rules do with an event body, use `hookrules try {directory}`)"])
     if not directory.is_dir():
         raise RuleProblems([f"{directory}: the rules directory does not exist (set HOOKRULES_RULES_DIR)"])
     digest = hashlib.sha256()

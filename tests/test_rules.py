@@ -113,6 +113,9 @@ def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
 def test_missing_directory_is_a_problem(tmp_path: Path) -> None:
     with pytest.raises(RuleProblems, match="does not exist"):
         load_ruleset(tmp_path / "nope", TARGETS)
+    (tmp_path / "event.json").write_text("{}")
+    with pytest.raises(RuleProblems, match="a file, not a rules directory.*use `hookrules try .*event.json`"):
+        load_ruleset(tmp_path / "event.json", TARGETS)
 
 
 def test_decide_plans_the_request_with_the_wire_format() -> None:
