@@ -13,8 +13,9 @@ from typing import Any
 
 from engine.changes import diff, merge
 from engine.dates import normalise_dates
-from engine.decide import decide
+from engine.decide import decide, rule_context
 from engine.reach import Unreachable, check_host
+from engine.rule_names import changed_paths, var_paths
 from engine.examples import example_targets
 from engine.models import Event, PlannedAction
 from engine.rules import Rule, Ruleset
@@ -45,7 +46,8 @@ def describe_request(action: PlannedAction, allow_hosts: tuple[str, ...] = ()) -
     return lines
 
 
-def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_hosts: tuple[str, ...] = ()) -> list[str]:
+def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_hosts: tuple[str, ...] = (),
+                  context: dict[str, Any] | None = None) -> list[str]:
     verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
     lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
     if result.error:
@@ -54,11 +56,40 @@ def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_h
         lines.append("  no 'when': every event it listens to matches")
     else:
         lines.append(f"  because {result.because}")  # worked out by decide(), as in production
+        if context is not None and (read := values_read(result.because, context)):
+            lines.append(f"  reading {read}")
     if planned:
         lines.append("  would send:" if rule.mode == "on" else "  would send, but it is in shadow mode, so it does not:")
         for action in planned:
             lines += describe_request(action, allow_hosts)
     return lines
+
+
+def values_read(because: str | None, context: dict[str, Any]) -> str:
+    """What the deciding part read, as `name = value` (or `(missing)`): why a test came out as
+    it did is mostly in the data, not the condition. Worked out here, not in decide(), so
+    production pays nothing for it."""
+    try:
+        part = json.loads((because or "").rsplit(" was ", 1)[0])
+    except ValueError:
+        return ""
+    kind = (context.get("entity") or {}).get("kind", "")
+    # `changed: actual_end_time` may leave the kind out: it reads the entity's field.
+    changed = {p if p[0] in context else (kind, *p) for p in changed_paths(part)}
+    shown = []
+    for path in sorted(var_paths(part) | changed, key=".".join):
+        value: Any = context
+        for step in path:
+            value = value.get(step, _MISSING) if isinstance(value, dict) else (
+                value[int(step)] if isinstance(value, list) and step.isdigit() and int(step) < len(value) else _MISSING)
+            if value is _MISSING:
+                break
+        text = "(missing)" if value is _MISSING else json.dumps(value)
+        shown.append(f"{'.'.join(path)} = {text if len(text) <= 120 else text[:117] + '...'}")
+    return ", ".join(shown)
+
+
+_MISSING = object()
 
 
 def dry_run(
@@ -74,6 +105,7 @@ def dry_run(
     now = time.time()
     reads = {rule.id: fetched or {} for rule in ruleset.rules if rule.fetches}
     decision = decide(event, previous, ruleset, now, reads)
+    context = rule_context(event, previous, now)
     current = merge(previous, event.entity.data)
     changed = sorted(path for path in diff(previous, current) if "." not in path)
     lines = [
@@ -86,7 +118,7 @@ def dry_run(
     for result in decision.results:
         rule = by_rule[result.rule_id]
         planned = [a for a in decision.actions + decision.shadowed if a.rule_id == rule.id]
-        lines += describe_rule(rule, result, planned, allow_hosts) + [""]
+        lines += describe_rule(rule, result, planned, allow_hosts, {**context, "fetched": fetched or {}}) + [""]
     deaf = [r.id for r in ruleset.rules if r.id not in {res.rule_id for res in decision.results}]
     if deaf:
         lines.append(f"not listening to {event.source} {event.type} (or off): {', '.join(deaf)}")

@@ -111,7 +111,18 @@ def test_try_shows_each_rule_the_deciding_part_and_masked_requests() -> None:
     assert 'form input_data={"milestone":{"status":{"name":"Closed"}}}' in out
     assert 'rule raise-priority-when-slipping [on] (' in out
     assert 'because {"after": [{"var": "milestone.projected_end"}, {"var": "milestone.scheduled_end_time"}]} was false' in out
+    # and what that part read: here the two dates are the same, so the end did not slip
+    date = '{"display_value": "Dec 11, 2017 12:19 PM", "value": 1512974940000}'
+    assert f"  reading milestone.projected_end = {date}, milestone.scheduled_end_time = {date}\n" in out
     assert out.rstrip().endswith("Nothing was sent: this is a dry run.")
+
+
+def test_try_says_which_value_read_was_missing(tmp_path: Path) -> None:
+    body = json.loads((ROOT / "samples" / "milestone-completed.json").read_text())
+    del body["milestone"]["scheduled_end_time"]
+    (tmp_path / "event.json").write_text(json.dumps(body))
+    out = hookrules("try", str(tmp_path / "event.json")).stdout
+    assert "milestone.scheduled_end_time = (missing)" in out, out
 
 
 def test_try_with_previous_state_shows_what_did_not_change(tmp_path: Path) -> None:
