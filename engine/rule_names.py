@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.reach import listed
-from engine.sdp import MILESTONE_FIELDS
+from engine.sdp import DATE_FIELDS, MILESTONE_FIELDS
 from engine.templates import paths_in
 
 EVENT_KEYS = frozenset({"id", "source", "type", "received_at", "delivery_id"})
@@ -102,6 +102,73 @@ def unheard_sources(rules: Iterable[Any], source_names: frozenset[str]) -> list[
     return warnings
 
 
+COMPARISONS = ("<", ">", "<=", ">=")
+TIME_OPERATORS = ("days_between", "hours_between", "millis")
+
+
+def risky_tests(rule: Any) -> list[str]:
+    """The JSONLogic pitfalls the README lists, found in a rule's condition: a time compared
+    with < or > (a missing one counts as 0), and a date object tested as true/false (an empty
+    {} counts as set)."""
+    if rule.condition is None:
+        return []
+    where = f"{rule.file}:{rule.line}: rule {rule.id!r}"
+    warnings = []
+    for operator, operands in _operations(rule.condition.source):
+        if operator in COMPARISONS and any(_is_time(operand) for operand in operands):
+            warnings.append(f"{where} compares a time with {operator!r}: a missing time counts as 0 there, so the "
+                            f"test can pass on an event without the date; write 'after' or 'before', false when a time is missing")
+    for test in _tests(rule.condition.source):
+        if isinstance(test, dict) and set(test) == {"var"} and _is_date_path(test["var"]) and not _ends_in_value(test["var"]):
+            warnings.append(f"{where} tests {{var: {_path_text(test['var'])}}} as true or false: an empty date object {{}} "
+                            f"counts as set; test its value: {{\"!!\": {{\"var\": \"{_path_text(test['var'])}.value\"}}}}")
+    return warnings
+
+
+def _operations(condition: Any) -> list[tuple[str, list[Any]]]:
+    """Every (operator, operands) in a condition."""
+    found = []
+    if isinstance(condition, list):
+        for item in condition:
+            found += _operations(item)
+    elif isinstance(condition, dict) and len(condition) == 1:
+        ((operator, operands),) = condition.items()
+        operands = operands if isinstance(operands, list) else [operands]
+        found.append((operator, operands))
+        for operand in operands:
+            found += _operations(operand)
+    return found
+
+
+def _tests(condition: Any) -> list[Any]:
+    """What a condition takes as true or false: itself, and the parts of its and/or/!/!!."""
+    found = [condition]
+    for operator, operands in _operations(condition):
+        if operator in ("and", "or", "!", "!!"):
+            found += operands
+    return found
+
+
+def _path_text(value: Any) -> str:
+    path = value[0] if isinstance(value, list) and value else value
+    return path if isinstance(path, str) else ""
+
+
+def _is_date_path(value: Any) -> bool:
+    return any(step in DATE_FIELDS for step in _path_text(value).split("."))
+
+
+def _ends_in_value(value: Any) -> bool:
+    return _path_text(value).endswith(".value")
+
+
+def _is_time(operand: Any) -> bool:
+    if not isinstance(operand, dict) or len(operand) != 1:
+        return False
+    ((operator, argument),) = operand.items()
+    return operator in TIME_OPERATORS or (operator == "var" and _is_date_path(argument))
+
+
 _LITERAL_HOST = re.compile(r"^\s*https?://([^/:?#{}\s]+)(?=[/:?#]|$)", re.IGNORECASE)
 
 
@@ -124,4 +191,4 @@ def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_host
     """What `hookrules check` and /ready warn about a loaded rule set."""
     rules = list(rules)
     return unheard_sources(rules, source_names) + [
-        w for rule in rules for w in unknown_fields(rule) + unallowed_hosts(rule, allow_hosts)]
+        w for rule in rules for w in unknown_fields(rule) + unallowed_hosts(rule, allow_hosts) + risky_tests(rule)]

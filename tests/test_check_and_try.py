@@ -189,3 +189,19 @@ def test_a_host_the_allow_list_lacks_is_a_warning_in_check_and_refused_in_try(tm
     allowed = base_env(HOOKRULES_RULES_DIR=str(tmp_path), HOOKRULES_HTTP_ALLOW_HOSTS="chat.example.com")
     assert "warning" not in hookrules("check", env=allowed).stdout
     assert "REFUSED" not in hookrules("try", "samples/milestone-completed.json", env=allowed).stdout
+
+
+def test_the_jsonlogic_pitfalls_of_the_readme_are_warnings(tmp_path: Path) -> None:
+    """The three pitfalls README's table lists, each in a rule: check names each one."""
+    (tmp_path / "r.yaml").write_text((ROOT / "tests" / "data" / "pitfall-rules.yaml").read_text())
+    done = hookrules("check", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    warnings = [line.split(f"{tmp_path / 'r.yaml'}:", 1)[1] for line in done.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "2: rule 'slips' compares a time with '>': a missing time counts as 0 there, so the test can pass on an event "
+        "without the date; write 'after' or 'before', false when a time is missing",
+        "6: rule 'soon' compares a time with '<': a missing time counts as 0 there, so the test can pass on an event "
+        "without the date; write 'after' or 'before', false when a time is missing",
+        "10: rule 'isset' tests {var: milestone.actual_end_time} as true or false: an empty date object {} counts as set; "
+        'test its value: {"!!": {"var": "milestone.actual_end_time.value"}}',
+    ], done.stdout
