@@ -48,19 +48,26 @@ def load(rules_dir: Path | None = None, then: str = "start again") -> tuple[Sett
 
 
 def need_redis(settings: Settings) -> str:
-    return redis_address(settings)[0]
+    """REDIS_URL, which `api` and `worker` need: a part of the service must be told where it
+    belongs, never guess it from a file a `hookrules up` left."""
+    if not settings.redis_url:
+        raise Fatal(
+            "REDIS_URL is not set: point it at your Redis (e.g. redis://127.0.0.1:6379/0), "
+            "or use `hookrules up`, which starts an embedded one"
+        )
+    return settings.redis_url
 
 
 def redis_address(settings: Settings) -> tuple[str, str]:
     """The Redis to use, and where that address came from: REDIS_URL, else the embedded
     server of a `hookrules up` running from this directory."""
-    from engine.embedded_redis import URL_FILE, published_url
+    from engine.embedded_redis import URL_FILE, data_dir, published_url
 
     if settings.redis_url:
         return settings.redis_url, "REDIS_URL"
-    data_dir = Path(os.environ.get("HOOKRULES_DATA_DIR", ".hookrules"))
-    if url := published_url(data_dir):
-        return url, f"the address `hookrules up` left in {data_dir / URL_FILE} (is it still running?)"
+    directory = data_dir(os.environ)
+    if url := published_url(directory):
+        return url, f"the address `hookrules up` left in {directory / URL_FILE} (is it still running?)"
     raise Fatal(
         "REDIS_URL is not set, and no `hookrules up` is running from this directory: point REDIS_URL "
         "at your Redis (e.g. redis://127.0.0.1:6379/0), or start `hookrules up`, which runs an embedded one"

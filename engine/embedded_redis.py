@@ -9,9 +9,11 @@ the next `up`'s server.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +86,30 @@ def server_log(data_dir: Path) -> str:
 URL_FILE = "redis-url"  # under the data directory, while `up` runs its server
 
 
-def publish_url(data_dir: Path, url: str) -> None:
-    """Leave the running server's address where the other commands (`hookrules status`,
-    `events`, `dead`, run in the same directory) find it without REDIS_URL."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / URL_FILE).write_text(url + "\n")
+def data_dir(env: Mapping[str, str]) -> Path:
+    """Where `up` keeps the embedded server's data, its address and the demo secrets."""
+    return Path(env.get("HOOKRULES_DATA_DIR", ".hookrules"))
 
 
-def unpublish_url(data_dir: Path) -> None:
-    (data_dir / URL_FILE).unlink(missing_ok=True)
+def publish_url(directory: Path, url: str) -> None:
+    """Leave the running server's address, and the pid of the `up` that owns it, where the
+    other commands (`hookrules status`, `events`, `dead`, run in the same directory) find it
+    without REDIS_URL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / URL_FILE).write_text(f"{url}\n{os.getpid()}\n")
 
 
-def published_url(data_dir: Path) -> str | None:
-    """The address a running `hookrules up` left in this data directory, if any."""
+def unpublish_url(directory: Path) -> None:
+    (directory / URL_FILE).unlink(missing_ok=True)
+
+
+def published_url(directory: Path) -> str | None:
+    """The address a running `hookrules up` left in this data directory, if its `up` still
+    runs: a file an `up` killed outright left behind must not send commands to whatever
+    server has taken that port since."""
     try:
-        return (data_dir / URL_FILE).read_text().strip() or None
-    except OSError:
+        url, pid = (directory / URL_FILE).read_text().split()
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):  # no file, a torn one, or its `up` is gone (ProcessLookupError)
         return None
+    return url

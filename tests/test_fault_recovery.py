@@ -194,8 +194,8 @@ def test_a_worker_told_to_stop_while_redis_is_gone_stops(tmp_path: Path, noticed
     shutting down (or `up` killed outright) stops Redis and the worker together, and a worker
     that tried again forever would never exit. Found by test_cli's `up` killed outright.
     Told while its event reader waits to read again, or while the worker waits to start again."""
-    port = free_port()
-    server = start_embedded(tmp_path / "valkey", port=port)
+    server = start_embedded(tmp_path / "valkey")  # a port of its own choosing, tried again if taken
+    port = server.port
     env = base_env(REDIS_URL=f"redis://127.0.0.1:{port}/0")
     worker = start(["worker"], env, tmp_path)
     try:
@@ -208,6 +208,8 @@ def test_a_worker_told_to_stop_while_redis_is_gone_stops(tmp_path: Path, noticed
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the worker did not stop in 20 s\n{worker.output()[-3000:]}") from None
         assert code == 0, worker.output()[-3000:]
+        if noticed == "the worker starts again in":  # stopped by our handler, not by a replay in arq's next loop
+            assert "told to stop while waiting for Redis" in worker.output(), worker.output()[-3000:]
     finally:
         worker.stop()
         if server.is_running():

@@ -206,8 +206,12 @@ def run_worker(settings: Settings, ruleset: Ruleset) -> None:
     jobs that were running are handed back at once (their in-progress marks removed) instead
     of waiting out arq's job timeout."""
     pause, abandoned = 1.0, []
+    told: list[int] = []  # stop signals caught between two workers (see stopped_while_pausing)
     while True:
         worker = build_worker(settings, ruleset)
+        if told:  # came after the pause, before this worker put arq's handlers in place
+            log.info("told to stop while waiting for Redis; stopping")
+            return
         worker.ctx["abandoned"] = abandoned
         try:
             worker.run()
@@ -222,17 +226,17 @@ def run_worker(settings: Settings, ruleset: Ruleset) -> None:
                             "stay pending and the next worker takes them over", exc)
                 return
             log.warning("Redis is unreachable (%s); the worker starts again in %.0f s", exc, pause)
-            if stopped_while_pausing(worker, pause):
+            if stopped_while_pausing(worker, pause, told):
                 log.info("told to stop while waiting for Redis; stopping")
                 return
             pause = min(pause * 2, 30.0)
 
 
-def stopped_while_pausing(worker: Worker, seconds: float) -> bool:
+def stopped_while_pausing(worker: Worker, seconds: float, told: list[int]) -> bool:
     """Wait between two workers; True if SIGTERM or SIGINT came meanwhile. arq's handlers
     run only inside its loop, which is idle now: a signal would wait in the loop unseen,
-    so ours take the pause (the next worker puts arq's back)."""
-    told: list[int] = []
+    so ours take the pause, and stay until the next worker puts arq's back: `told` keeps
+    what they catch for run_worker to see."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         worker.loop.remove_signal_handler(sig)
         signal.signal(sig, lambda signum, frame: told.append(signum))
