@@ -113,7 +113,7 @@ def authenticate(source: Source, headers: Mapping[str, str], body: bytes, now: f
     for scheme in source.schemes:
         if VERIFIERS[scheme](source.secrets, headers, body, now):
             return
-    headers = [HEADERS[s] for s in source.schemes]
+    wanted = [HEADERS[s] for s in source.schemes]
     # "; or " only where a scheme's own headers are a list: "a, b and c; or X-Hook-Token".
-    accepted = ("; or " if any("," in h for h in headers) else " or ").join(headers)
+    accepted = ("; or " if any("," in h for h in wanted) else " or ").join(wanted)
     raise Rejected(401, f"missing credentials: this source accepts {accepted}")

@@ -205,8 +205,9 @@ def positive(kind: type) -> Any:
 
 
 def guess_content_type(body: bytes) -> str:
-    """JSON when the body looks like it, else a form (`a=1&b=2`, as Zoho Projects posts)."""
-    return "application/json" if body.lstrip()[:1] in (b"{", b"[") else "application/x-www-form-urlencoded"
+    """JSON or XML when the body looks like it, else a form (`a=1&b=2`, as Zoho Projects posts)."""
+    first = body.lstrip()[:1]
+    return "application/json" if first in (b"{", b"[") else "application/xml" if first == b"<" else "application/x-www-form-urlencoded"
 
 
 def command_dead(args: argparse.Namespace) -> int:

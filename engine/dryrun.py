@@ -69,8 +69,8 @@ def values_read(because: str | None, context: dict[str, Any]) -> str:
     """What the deciding part read, as `name = value` (or `(missing)`): why a test came out as
     it did is mostly in the data, not the condition. Worked out here, not in decide(), so
     production pays nothing for it."""
-    try:
-        part = json.loads((because or "").rsplit(" was ", 1)[0])
+    try:  # `because` is the deciding part as JSON, then " was <value>"
+        part, _ = json.JSONDecoder().raw_decode(because or "")
     except ValueError:
         return ""
     kind = (context.get("entity") or {}).get("kind", "")

@@ -17,6 +17,7 @@ An example runs through the same decide() as production, with only its own rule.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -56,7 +57,9 @@ def example_problems(raw: Any, line: int) -> list[tuple[int, str]]:
         expect = example.get("expect")
         if not isinstance(expect, dict) or not isinstance(expect.get("matches"), bool):
             unknown = sorted(set(expect) - EXPECT_KEYS, key=str) if isinstance(expect, dict) else []
-            also = f" (unknown key {', '.join(repr(f'expect.{k}') for k in unknown)}: did you mean 'matches'?)" if unknown else ""
+            near = difflib.get_close_matches(str(unknown[0]), sorted(EXPECT_KEYS), n=1) if unknown else []
+            also = (f" (unknown key {', '.join(repr(f'expect.{k}') for k in unknown)}"
+                    + (f": did you mean {near[0]!r}?)" if near else ")")) if unknown else ""
             found.append((at, f"example {n}: 'expect' needs matches: true or false{also}"))
             continue
         found += [(at, f"example {n}: unknown key 'expect.{k}'; expect has matches and requests") for k in sorted(set(expect) - EXPECT_KEYS, key=str)]

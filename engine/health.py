@@ -13,7 +13,6 @@ from engine.config import Settings, Targets
 from engine.oauth import oauth_status
 from engine.ratelimit import limiter_status
 from engine.reload import RulesReloader
-from engine.rule_names import rule_warnings
 from engine.rules import Ruleset
 
 
@@ -52,7 +51,7 @@ def ruleset_report(rules: RulesReloader, settings: Settings) -> dict[str, Any]:
         "warnings": list(settings.warnings) + (
             [f"the last rule edit was refused ({len(rules.errors)} problem(s)); still running version {ruleset.version}"]
             if rules.errors else []
-        ) + rule_warnings(ruleset.rules, frozenset(settings.sources), settings.targets.http_allow_hosts),
+        ) + rules.warnings(frozenset(settings.sources), settings.targets.http_allow_hosts),
     }
 
 

@@ -12,9 +12,11 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from engine.config import Targets
 from engine.rule_files import load_ruleset, rule_files
+from engine.rule_names import rule_warnings
 from engine.rules import RuleProblems, Ruleset
 
 log = logging.getLogger("hookrules.rules")
@@ -40,6 +42,15 @@ class RulesReloader:
         self.ruleset = ruleset
         self.errors: tuple[str, ...] = ()  # problems of the newest edit, () when it is in use
         self._seen = fingerprint(directory)
+        self._warned: tuple[Any, list[str]] = (None, [])
+
+    def warnings(self, source_names: frozenset[str], allow_hosts: tuple[str, ...]) -> list[str]:
+        """rule_warnings of the running rules, worked out once per version: /ready asks for
+        them on every call, and a probe calls often."""
+        key = (self.ruleset.version, source_names, allow_hosts)
+        if self._warned[0] != key:
+            self._warned = (key, rule_warnings(self.ruleset.rules, source_names, allow_hosts))
+        return list(self._warned[1])
 
     def poll(self) -> bool:
         """Look once; True when the files changed since the last look."""

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from engine.reach import listed
+from engine.reach import host_of, listed
 from engine.sdp import DATE_FIELDS, MILESTONE_FIELDS
 from engine.templates import paths_in
 
@@ -42,9 +41,16 @@ def _paths_of(condition: Any, operators: tuple[str, ...]) -> set[tuple[str, ...]
         path = value[0] if isinstance(value, list) and value else value
         if key in operators and isinstance(path, str) and path and not path.split(".")[0].isdigit():
             found.add(tuple(path.split(".")))
+        elif key in ITERATING and isinstance(value, list) and value:
+            # Only the list is read from the event; inside, `var` names the item (and, for
+            # reduce, `current` and `accumulator`); reduce's start value is the third.
+            found |= _paths_of([value[0], *value[2:3]] if key == "reduce" else value[0], operators)
         else:
             found |= _paths_of(value, operators)
     return found
+
+
+ITERATING = ("map", "filter", "reduce", "all", "none", "some")
 
 
 def wrong_fixed_keys(paths: Iterable[tuple[str, ...]]) -> list[str]:
@@ -73,8 +79,9 @@ def rule_paths(rule: Any) -> set[tuple[str, ...]]:
 
 
 def unknown_fields(rule: Any) -> list[str]:
-    """Milestone fields ServiceDesk Plus never sends, read by a rule that hears only `sdp`."""
-    if rule.schedule is not None or set(rule.sources) != {"sdp"}:
+    """Milestone fields ServiceDesk Plus never sends, read by a rule that hears only `sdp`
+    milestones (the `sdp` shape takes other kinds too, whose fields are not milestones')."""
+    if rule.schedule is not None or set(rule.sources) != {"sdp"} or {e.split(".")[0] for e in rule.events} != {"milestone"}:
         return []
     paths = rule_paths(rule)
     if rule.condition is not None:  # `changed: actual_end_time` may leave the kind out
@@ -115,7 +122,7 @@ def risky_tests(rule: Any) -> list[str]:
     where = f"{rule.file}:{rule.line}: rule {rule.id!r}"
     warnings = []
     for operator, operands in _operations(rule.condition.source):
-        if operator in COMPARISONS and any(_is_time(operand) for operand in operands):
+        if operator in COMPARISONS and _zero_passes(operator, operands):
             warnings.append(f"{where} compares a time with {operator!r}: a missing time counts as 0 there, so the "
                             f"test can pass on an event without the date; write 'after' or 'before', false when a time is missing")
     for test in _tests(rule.condition.source):
@@ -123,6 +130,17 @@ def risky_tests(rule: Any) -> list[str]:
             warnings.append(f"{where} tests {{var: {_path_text(test['var'])}}} as true or false: an empty date object {{}} "
                             f"counts as set; test its value: {{\"!!\": {{\"var\": \"{_path_text(test['var'])}.value\"}}}}")
     return warnings
+
+
+def _zero_passes(operator: str, operands: list[Any]) -> bool:
+    """Whether a missing time, counted as 0, makes the comparison true: a time on the small
+    side (left of < or <=, right of > or >=), or times on both sides. `{">": [days, 2]}` is
+    safe: a missing duration is never above 2."""
+    if len(operands) < 2:
+        return False
+    times = [_is_time(operand) for operand in operands]
+    small = times[0] if operator in ("<", "<=") else times[-1]
+    return small or all(times)
 
 
 def _operations(condition: Any) -> list[tuple[str, list[Any]]]:
@@ -155,7 +173,9 @@ def _path_text(value: Any) -> str:
 
 
 def _is_date_path(value: Any) -> bool:
-    return any(step in DATE_FIELDS for step in _path_text(value).split("."))
+    """A path to a date object itself, or to its `value`."""
+    steps = _path_text(value).split(".")
+    return steps[-1] in DATE_FIELDS or (len(steps) > 1 and steps[-1] == "value" and steps[-2] in DATE_FIELDS)
 
 
 def _ends_in_value(value: Any) -> bool:
@@ -169,7 +189,13 @@ def _is_time(operand: Any) -> bool:
     return operator in TIME_OPERATORS or (operator == "var" and _is_date_path(argument))
 
 
-_LITERAL_HOST = re.compile(r"^\s*https?://([^/:?#{}\s]+)(?=[/:?#]|$)", re.IGNORECASE)
+def literal_host(url: str) -> str:
+    """The host a URL template names as written ('' when a template fills it in): read as
+    the sender reads it (reach.host_of)."""
+    authority = url.strip().split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "://" not in url or "{" in authority or "%" in authority:
+        return ""
+    return host_of(url.strip())
 
 
 def unallowed_hosts(rule: Any, allow: tuple[str, ...]) -> list[str]:
@@ -180,9 +206,9 @@ def unallowed_hosts(rule: Any, allow: tuple[str, ...]) -> list[str]:
     for what, action in actions:
         url = action.args.get("url") if action.spec.name == "http.request" else None
         text = getattr(url, "text", url)  # a template, or a plain string
-        match = _LITERAL_HOST.match(text) if isinstance(text, str) else None
-        if match and listed(match.group(1).lower(), allow) is None:
-            warnings.append(f"{rule.file}:{rule.line}: rule {rule.id!r} {what} sends to {match.group(1)}, which "
+        host = literal_host(text) if isinstance(text, str) else ""
+        if host and listed(host, allow) is None:
+            warnings.append(f"{rule.file}:{rule.line}: rule {rule.id!r} {what} sends to {host}, which "
                             f"HOOKRULES_HTTP_ALLOW_HOSTS does not list ({', '.join(allow) or 'empty'}): every send is refused")
     return warnings
 

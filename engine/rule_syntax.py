@@ -38,8 +38,9 @@ _GLOB = re.compile(r"[*?\[]")
 class Problems:
     """Collects `file:line: rule 'id': reason` lines for one rule."""
 
-    def __init__(self, sink: list[str], file: str, rule_id: str, label: str | None = None) -> None:
-        self.sink, self.file, self.rule_id, self.start = sink, file, rule_id, len(sink)
+    def __init__(self, sink: list[str], file: str, rule_id: str, label: str | None = None, start: int | None = None) -> None:
+        self.sink, self.file, self.rule_id = sink, file, rule_id
+        self.start = len(sink) if start is None else start  # problems before it are not this rule's
         self.label = label or f"rule {rule_id!r}"
 
     def add(self, line: int, reason: str) -> None:
@@ -223,8 +224,7 @@ def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:
     if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
         sink.append(f"{file}:{line}: a rule needs an 'id' of letters, digits, '.', '-' or '_', got {rule_id!r}")
         # Go on checking the rest, so one run shows every problem; its lines name the rule by line.
-        problems = Problems(sink, file, "", label=f"the rule at line {line}")
-        problems.start = start
+        problems = Problems(sink, file, "", label=f"the rule at line {line}", start=start)
     else:
         problems = Problems(sink, file, rule_id)
     for key in sorted(set(raw) - RULE_KEYS, key=str):

@@ -248,8 +248,13 @@ def paths_in(value: Any) -> set[tuple[str, ...]]:
 
 @functools.lru_cache(maxsize=4096)
 def _paths(text: str) -> frozenset[tuple[str, ...]]:
+    tree = _ENV.parse(text)
+    # `event.get('x')`, `previous.items()`: a method called, not a field read.
+    called = {id(call.node) for call in tree.find_all(nodes.Call)}
     found = set()
-    for node in _ENV.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if id(node) in called:
+            continue
         path: list[str] = []
         while True:
             if isinstance(node, nodes.Getattr):

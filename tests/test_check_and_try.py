@@ -192,7 +192,7 @@ def test_a_host_the_allow_list_lacks_is_a_warning_in_check_and_refused_in_try(tm
 
 
 def test_the_jsonlogic_pitfalls_of_the_readme_are_warnings(tmp_path: Path) -> None:
-    """The three pitfalls README's table lists, each in a rule: check names each one."""
+    """The three pitfalls of README's table that check warns about, each in a rule: check names each one."""
     (tmp_path / "r.yaml").write_text((ROOT / "tests" / "data" / "pitfall-rules.yaml").read_text())
     done = hookrules("check", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -205,3 +205,20 @@ def test_the_jsonlogic_pitfalls_of_the_readme_are_warnings(tmp_path: Path) -> No
         "10: rule 'isset' tests {var: milestone.actual_end_time} as true or false: an empty date object {} counts as set; "
         'test its value: {"!!": {"var": "milestone.actual_end_time.value"}}',
     ], done.stdout
+
+
+def test_careful_rules_near_the_pitfalls_pass_without_a_word(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text((ROOT / "tests" / "data" / "careful-rules.yaml").read_text())
+    done = hookrules("check", str(tmp_path), env=base_env(HOOKRULES_HTTP_ALLOW_HOSTS="hooks.example.com"))
+    assert done.returncode == 0, done.stderr
+    assert "OK: 4 rule(s)" in done.stdout and "warning" not in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b' {"milestone": {}}', "application/json"), (b"[1]", "application/json"),
+    (b"<project><id>1</id></project>", "application/xml"), (b"id=1&name=x", "application/x-www-form-urlencoded"),
+])
+def test_try_reads_a_body_by_its_first_character(body: bytes, kind: str) -> None:
+    from engine.cli import guess_content_type
+
+    assert guess_content_type(body) == kind

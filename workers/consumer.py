@@ -201,7 +201,7 @@ async def act_on(ctx: dict[str, Any], ready: list[Taken]) -> None:
         # What an admin must fix shows as a warning: a condition that could not be evaluated,
         # an action that could not be built (a template reading a field that is not there).
         problems = [f"rule {r.rule_id} failed: {r.error}" for r in d.decision.results if r.error]
-        problems += [f"{a.key} could not be built: {a.error}" for a in d.decision.actions if a.request is None]
+        problems += [f"{a.key} could not be built: {a.error}" for a in d.decision.actions + d.decision.shadowed if a.request is None]
         log.log(logging.WARNING if problems else logging.INFO, "event %s (%s %s): matched %s%s",
                 d.event.id, d.event.source, d.event.type, matched,
                 "".join("; " + part for part in ([", ".join(actions)] if actions else []) + problems),
