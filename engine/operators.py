@@ -104,6 +104,20 @@ CUSTOM_OPERATORS: dict[str, Callable[[str], str]] = {
 }
 
 
+def null_safe_equal(left: Any, right: Any) -> Any:
+    """`==` as JsonLogic means it (JavaScript's loose equality): null equals only null.
+    datalogic-py counts null as 0, false and "", so a missing field would equal 0: a rule
+    testing `open milestones == 0` would pass when the count is missing. Written with
+    datalogic's own operators, so it stays compiled: a literal side needs one test more."""
+    literal = (str, int, float, bool)
+    for value, other in ((left, right), (right, left)):
+        if value is None:
+            return {"===": [other, None]}
+        if isinstance(value, literal):
+            return {"and": [{"!==": [other, None]}, {"==": [left, right]}]}
+    return {"if": [{"===": [left, None]}, {"===": [right, None]}, {"===": [right, None]}, False, {"==": [left, right]}]}
+
+
 def rewrite(rule: Any) -> Any:
     """The rule as datalogic-py compiles it: arities checked, hidden arguments added."""
     if isinstance(rule, list):
@@ -111,6 +125,9 @@ def rewrite(rule: Any) -> Any:
     if not isinstance(rule, dict) or len(rule) != 1:
         return {key: rewrite(value) for key, value in rule.items()} if isinstance(rule, dict) else rule
     ((name, args),) = rule.items()
+    if name in ("==", "!=") and isinstance(args, list) and len(args) == 2:
+        equal = null_safe_equal(rewrite(args[0]), rewrite(args[1]))
+        return equal if name == "==" else {"!": equal}
     if name not in ARITY:
         return {name: rewrite(args)}
     args = args if isinstance(args, list) else [args]

@@ -162,3 +162,15 @@ def test_normalise_dates_turns_sdp_dates_into_numbers_but_not_ids() -> None:
 def test_after_needs_two_arguments() -> None:
     with pytest.raises(LogicError):
         compile_condition({"after": [1]}).evaluate({})
+
+
+@pytest.mark.parametrize(("condition", "expected"), [
+    ({"==": [None, 0]}, False), ({"==": [None, False]}, False), ({"==": [None, ""]}, False), ({"!=": [None, 0]}, True),
+    ({"==": [None, None]}, True), ({"==": [0, False]}, True), ({"==": [{"var": "missing"}, 0]}, False),
+    ({"==": [{"var": "zero"}, {"var": "missing"}]}, False), ({"==": [{"var": "missing"}, {"var": "gone"}]}, True),
+    ({"==": [{"var": "one"}, "1"]}, True), ({"!=": [{"var": "missing"}, "Closed"]}, True), ({"==": [{"var": "missing"}, None]}, True),
+])
+def test_a_missing_value_equals_only_null_as_in_jsonlogic(condition: dict, expected: bool) -> None:
+    """JsonLogic's == is JavaScript's: null == 0 is false. datalogic-py alone says true, so
+    `{"==": [{"var": "fetched.open_count"}, 0]}` would pass when the count is missing."""
+    assert compile_condition(condition).evaluate({"zero": 0, "one": 1}) is expected
