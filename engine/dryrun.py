@@ -50,6 +50,10 @@ def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_h
                   context: dict[str, Any] | None = None) -> list[str]:
     verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
     lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
+    if rule.fetches and context is not None and not context.get("fetched"):
+        names = ", ".join(name for name, _ in rule.fetches)
+        lines.append(f"  (not fetched: {names}; a dry run reads nothing, so fetched.* is missing here: "
+                     "give the replies with --fetched FILE)")
     if result.error:
         lines.append(f"  {result.error}")
     elif rule.condition is None:

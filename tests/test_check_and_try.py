@@ -222,3 +222,10 @@ def test_try_reads_a_body_by_its_first_character(body: bytes, kind: str) -> None
     from engine.cli import guess_content_type
 
     assert guess_content_type(body) == kind
+
+
+def test_try_without_the_fetched_replies_says_so_and_a_missing_count_is_not_zero(tmp_path: Path) -> None:
+    (tmp_path / "post.txt").write_text("id=170876000003152069&name=Banner&status=active&end_date=12-31-2016")
+    out = hookrules("try", str(tmp_path / "post.txt"), "--source", "zoho", env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x")).stdout
+    assert "rule archive-finished-project [on] (" in out and "): not matched\n  (not fetched: details;" in out, out
+    assert "reading fetched.details.projects.0.milestone_count.open = (missing)" in out
