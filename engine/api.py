@@ -98,9 +98,9 @@ async def intake(request: Request) -> JSONResponse:
     except Rejected as exc:
         return error(exc.status, exc.reason)
     try:
-        # Only a `json` source's mapping can read the query string: parsing it for every
-        # webhook of the others cost more than its use.
-        query = request.query_params if source.shape == "json" else None
+        # Only a `json` source's mapping and the `param` scheme read the query string: parsing
+        # it for every webhook of the others cost more than its use.
+        query = request.query_params if source.shape == "json" or "param" in source.schemes else None
         event = to_event(source, headers, body, received_at=time.time(), query=query)
     except Rejected as exc:
         return error(exc.status, exc.reason)

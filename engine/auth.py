@@ -9,7 +9,10 @@ constant time against every active secret, so a secret can be rotated without a 
 - github:   `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`;
 - standard: Standard Webhooks: `webhook-id`, `webhook-timestamp` (within ±5 minutes),
             `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, several
-            signatures separated by spaces; a `whsec_` secret is base64.
+            signatures separated by spaces; a `whsec_` secret is base64;
+- param:    a `hook_token=<secret>` parameter, in the form body or the query string, for
+            senders that cannot set a header (Zoho Projects' "custom parameters"). Intake
+            drops it from what is stored.
 A scheme whose header is present but wrong is refused outright, never passed over.
 """
 
@@ -21,6 +24,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs
 
 from engine.sources import Source
 
@@ -31,7 +35,9 @@ HEADERS = {
     "hmac": "X-Hook-Signature",
     "github": "X-Hub-Signature-256",
     "standard": "webhook-id, webhook-timestamp and webhook-signature",
+    "param": "a hook_token parameter (form or query string)",
 }
+PARAM = "hook_token"
 
 
 class Rejected(Exception):
@@ -97,6 +103,17 @@ def standard(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, 
     return True
 
 
+def param(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> bool | None:
+    given = query.get(PARAM)
+    if given is None and headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        given = next(iter(parse_qs(body.decode("utf-8", "replace")).get(PARAM, [])), None)
+    if given is None:
+        return None
+    if not any(hmac.compare_digest(given.encode(), s.encode()) for s in secrets):
+        raise Rejected(401, f"the {PARAM} parameter does not match this source's secret")
+    return True
+
+
 VERIFIERS: dict[str, Callable[[tuple[str, ...], Mapping[str, str], bytes, float], bool | None]] = {
     "token": token,
     "hmac": signature,
@@ -105,13 +122,16 @@ VERIFIERS: dict[str, Callable[[tuple[str, ...], Mapping[str, str], bytes, float]
 }
 
 
-def authenticate(source: Source, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def authenticate(source: Source, headers: Mapping[str, str], body: bytes, now: float,
+                 query: Mapping[str, str] | None = None) -> None:
     """Raise Rejected(401) unless one of the source's schemes vouches for the request.
     `headers` must have lower-case names."""
     if not source.secrets:
         raise Rejected(401, f"source {source.name!r} accepts no webhooks yet: the server has no secret for it")
     for scheme in source.schemes:
-        if VERIFIERS[scheme](source.secrets, headers, body, now):
+        vouched = (param(source.secrets, headers, body, query or {}) if scheme == "param"
+                   else VERIFIERS[scheme](source.secrets, headers, body, now))
+        if vouched:
             return
     wanted = [HEADERS[s] for s in source.schemes]
     # "; or " only where a scheme's own headers are a list: "a, b and c; or X-Hook-Token".

@@ -18,7 +18,7 @@ import defusedxml.ElementTree as DefusedET
 import orjson
 from defusedxml import DefusedXmlException
 
-from engine.auth import Rejected, authenticate
+from engine.auth import PARAM, Rejected, authenticate
 from engine.dates import normalise_dates
 from engine.models import Entity, Event
 from engine.shapes import mapped_entity, resolve, value_of, zoho_entity
@@ -250,7 +250,7 @@ def to_event(source: Source, headers: Mapping[str, str], body: bytes, received_a
              query: Mapping[str, str] | None = None) -> Event:
     """Authenticate and read a webhook the way its source's shape says. `headers` must have
     lower-case names."""
-    authenticate(source, headers, body, received_at)
+    authenticate(source, headers, body, received_at, query)
     return read_request(source, headers, body, received_at, query)
 
 
@@ -260,7 +260,9 @@ def read_request(source: Source, headers: Mapping[str, str], body: bytes, receiv
     that first; `hookrules try` reads what a user pasted."""
     # parse_body has checked the size of whatever shape it read.
     payload = parse_body(headers.get("content-type", ""), body, "input_data" if source.shape == "sdp" else "fields")
-    parts = {"body": payload, "headers": headers, "query": dict(query or {})}
+    if isinstance(payload, dict):  # a secret, never data: not stored, not read by rules
+        payload.pop(PARAM, None)
+    parts = {"body": payload, "headers": headers, "query": {k: v for k, v in (query or {}).items() if k != PARAM}}
     kind, data = read_entity(source, payload, parts)
     if not _usable_id(data["id"]):
         raise Rejected(400, f"{kind}.id must be a number or a short string of printable characters")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote, quote_plus
 
 MASK = "****"
 _SECRET_NAMES = re.compile(r"^HOOKRULES_.*(SECRET|TOKEN|PASSWORD)(_PREVIOUS)?$")
@@ -18,6 +19,8 @@ MIN_LENGTH = 6  # shorter values would blank ordinary words
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
     values = {value for name, value in env.items() if _SECRET_NAMES.match(name) and len(value) >= MIN_LENGTH}
+    # As a URL carries it too (a hook_token in a query string, in the access log line).
+    values |= {quote(value, safe="") for value in values} | {quote_plus(value, safe="") for value in values}
     return sorted(values, key=len, reverse=True)  # longest first: a secret inside another
 
 

@@ -29,7 +29,7 @@ MAP_KEYS = {"kind", "id", "fields", "type", "delivery"}
 DEFAULT_JSON_MAP = {"kind": "item", "id": "body.id", "fields": "body"}
 # token: X-Hook-Token. hmac: X-Hook-Signature sha256=<hex>. github: X-Hub-Signature-256.
 # standard: Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature v1,<base64>).
-SCHEMES = ("token", "hmac", "github", "standard")
+SCHEMES = ("token", "hmac", "github", "standard", "param")
 DEFAULT_SCHEMES = ("token", "hmac")
 KEYS = {"shape", "default_event", "auth", "allow_ips", "rate", "map"}
 DEFAULT_RATE = 100.0

@@ -18,7 +18,7 @@ from test_cli import hookrules
 SOURCES = """\
 sources:
   sdp: {shape: sdp, default_event: "{kind}.updated"}
-  zoho: {shape: zoho, auth: [token]}
+  zoho: {shape: zoho, auth: [token, param]}
   plain: {shape: json}
   tickets:
     shape: json
@@ -61,6 +61,24 @@ def test_zoho_form_post(api: Service) -> None:
     assert data["name"] == "Promotional banner" and data["UDF_CHAR1"] == "Chrome"
     assert data["end_date"] == "12-31-2016" and data["end_date_long"] == 1483142400000  # comparable as time
     assert event["delivery_id"].startswith("auto:")
+
+
+def test_zoho_without_headers_sends_its_token_as_a_parameter_that_is_never_stored(api: Service) -> None:
+    """Zoho's webhook form has no header field, only "custom parameters": the `param` scheme."""
+    form = {**ZOHO_FORM, "id": "170876000003152070", "hook_token": "zoho-secret-1234"}
+    in_body = httpx.post(f"{api.url}/hooks/zoho", content=urlencode(form), timeout=5,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    in_query = httpx.post(f"{api.url}/hooks/zoho?hook_token=zoho-secret-1234", timeout=5,
+                          content=urlencode({**ZOHO_FORM, "id": "170876000003152071"}),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    for reply in (in_body, in_query):
+        event = stored(api, reply)
+        assert "hook_token" not in event["entity"]["data"] and "hook_token" not in json.dumps(event)
+        assert "zoho-secret-1234" not in json.dumps(event)
+    wrong = httpx.post(f"{api.url}/hooks/zoho?hook_token=guess", content=urlencode(ZOHO_FORM), timeout=5,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "the hook_token parameter does not match this source's secret"
+    assert "zoho-secret-1234" not in api.logs() and "hook_token=****" in api.logs()  # the access line, masked
 
 
 def test_zoho_custom_json_post_and_double_post(api: Service) -> None:
