@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from engine import sdp
+from engine import sdp, zoho
 from engine.config import Connector, Targets
 from engine.connectors import failure_message
 from engine.http_client import HttpClient, HttpError, Reply
@@ -88,6 +88,16 @@ def judge(request: Request, reply: Reply) -> SendResult:
         error=None if outcome == "done" else message or f"HTTP {reply.status_code}",
         retry_after_s=retry_after(reply.headers.get("retry-after")),
     )
+
+
+def next_page(request: Request, page: Any) -> Request | None:
+    """The request for the page after `page` of a paged list, or None when there is none."""
+    rows = rows_in(page)
+    if request.paging == "sdp" and sdp.has_more_rows(page) and rows:
+        return sdp.next_page(request, rows)
+    if request.paging == "zoho" and rows:
+        return zoho.next_page(request, rows)
+    return None
 
 
 def rows_in(body: Any) -> int:
@@ -164,11 +174,14 @@ class Sender:
                     result = judge(request, reply)
                     if result.outcome != "done":
                         raise ReadError(result.error or f"HTTP {reply.status_code}")
+                    if request.paging == "zoho" and reply.status_code == 204:  # Zoho's "no more rows"
+                        return body if body is not None else {"projects": []}
                     page = parse_json(reply.text)
                     body = page if body is None else join_pages(body, page)
-                    if request.paging != "sdp" or not sdp.has_more_rows(page) or rows_in(page) == 0:
+                    following = next_page(request, page)
+                    if following is None:
                         return body
-                    request = sdp.next_page(request, rows_in(page))
+                    request = following
                 return body
         except TimeoutError:
             raise ReadError(f"not finished within {self.deadline_s:g} s") from None

@@ -102,7 +102,23 @@ def build_list(args: dict[str, Any], targets: Targets) -> Request:
         value = choice(args, key, allowed)
         if value:
             query[key] = value
-    return request("GET", projects_url(targets), query=query)
+    if "index" in query or "range" in query:
+        return request("GET", projects_url(targets), query=query)  # the page asked for, as asked
+    # Every project: a read (a fetch, a scheduled scan) follows the pages (see next_page).
+    listing = request("GET", projects_url(targets), query={**query, "index": "1", "range": str(PAGE_ROWS)})
+    return Request(**{**listing.to_dict(), "paging": "zoho"})
+
+
+PAGE_ROWS = 200  # the most one Zoho list page holds
+
+
+def next_page(listing: Request, page_rows: int) -> Request | None:
+    """The same list from the row after this page, or None when this page was the last
+    (Zoho says no more with a short page, or 204 and no body)."""
+    if page_rows < int(listing.query.get("range", PAGE_ROWS)):
+        return None
+    query = {**listing.query, "index": str(int(listing.query.get("index", 1)) + page_rows)}
+    return Request(**{**listing.to_dict(), "query": query})
 
 
 def build_get(args: dict[str, Any], targets: Targets) -> Request:

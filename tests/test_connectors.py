@@ -312,3 +312,37 @@ def test_a_send_that_takes_too_long_is_cut_off_and_retried(redis_url: str) -> No
 
         result = asyncio.run(go())
     assert result.outcome == "retry" and result.sent and "not finished within 0.2 s" in result.error
+
+
+def test_a_zoho_list_read_follows_every_page(redis_url: str, sandbox: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduled scan reads the whole list, not its first page. One project a page here
+    (the sandbox holds a few), so the pages are many and the last one is empty (204)."""
+    from engine import zoho
+
+    monkeypatch.setattr(zoho, "PAGE_ROWS", 1)
+    targets = targets_for(sandbox)
+    request = CATALOG["zoho.projects.list"].build({}, targets)
+    assert request.paging == "zoho" and request.query == {"index": "1", "range": "1"}
+
+    async def read() -> dict:
+        client = redis.asyncio.Redis.from_url(with_db(redis_url, DB))
+        try:
+            async with HttpClient() as http:
+                return await Sender.create(client, http, targets).read(request)
+        finally:
+            await client.aclose()
+
+    listed = asyncio.run(read())
+    everything = httpx.get(f"{sandbox.url}/restapi/portal/2063927/projects/", params={"range": 200}, timeout=5,
+                           headers={"Authorization": f"Zoho-oauthtoken {sandbox_token(sandbox)}"}).json()["projects"]
+    assert len(everything) >= 3
+    assert [p["id_string"] for p in listed["projects"]] == [p["id_string"] for p in everything]
+    # A page asked for by index or range is that page, as asked.
+    assert CATALOG["zoho.projects.list"].build({"range": 50}, targets).paging is None
+
+
+def sandbox_token(sandbox: Running) -> str:
+    reply = httpx.post(f"{sandbox.url}/oauth/v2/token", timeout=5, data={
+        "grant_type": "refresh_token", "client_id": CLIENT.client_id, "client_secret": CLIENT.client_secret,
+        "refresh_token": CLIENT.refresh_token})
+    return reply.json()["access_token"]
