@@ -8,9 +8,10 @@ import random
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import redis
 
-from conftest import SDP_TOKEN, Service, base_env, free_port, run_service, wait_until
+from conftest import ADMIN, SDP_TOKEN, Service, base_env, free_port, run_service, wait_until
 from stand_in import StandIn
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -245,6 +246,9 @@ def test_what_an_admin_must_fix_is_a_warning_in_the_workers_log(sdp: StandIn, tm
             # and /ready says so, until an hour passes without it
             warnings = running.health()["warnings"]
             assert any(w.startswith("rule compares-an-object failed on events in the last hour (1 time(s) in all") for w in warnings), warnings
+            # The action that could not be built counts as failed, where alerts look.
+            metrics = httpx.get(f"{running.url}/metrics", headers=ADMIN, timeout=5).text
+            assert 'hookrules_actions_total{connector="http",outcome="failed"} 1.0' in metrics, metrics
         finally:
             for process in running.processes:
                 process.stop()

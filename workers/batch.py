@@ -226,8 +226,19 @@ async def _record(redis: Any, decided: list[Decided], writes: list[tuple[Event, 
             if echoed:
                 pipe.delete(store.ECHO_PREFIX + store.entity_key(event))
         stats.add_decision_counts(pipe, [(d.decision, d.event.received_at) for d in decided], now)
+        # Actions that could not be built failed too: hookrules_actions_total counts them, or an
+        # alert on failed actions would miss every template error.
+        unbuilt = [(connector_of(a.action), "failed", None) for d in decided for a in d.decision.actions if a.request is None]
+        if unbuilt:
+            stats.add_action_counts(pipe, unbuilt)
         pipe.set(store.CONSUMED_KEY, str(now))
         await pipe.execute()
+
+
+def connector_of(action_name: str) -> str | None:
+    """`sdp.milestones.update` -> sdp; `http.request` -> None (counted as http)."""
+    prefix = action_name.split(".", 1)[0]
+    return prefix if prefix in ("sdp", "zoho") else None
 
 
 def unsent(action: PlannedAction, outcome: str) -> dict[str, Any]:
