@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,10 +211,19 @@ def _connector(env: Mapping[str, str], name: str, default_url: str | None, accou
     )
 
 
+def _portal(env: Mapping[str, str], connector: str) -> str | None:
+    """A portal name or id goes into the URL as it is: a pasted URL there makes nonsense."""
+    value = (env.get(f"HOOKRULES_{connector}_PORTAL") or "").strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        raise ConfigError(f"HOOKRULES_{connector}_PORTAL={value!r} must be the portal's name or id alone (letters, digits, "
+                          f"'.', '-', '_'), e.g. 2063927; for a whole address set HOOKRULES_{connector}_URL instead")
+    return value or None
+
+
 def load_targets(env: Mapping[str, str]) -> Targets:
     sdp_host, zoho_host, accounts_host = _data_centre(env)
     accounts = (env.get("HOOKRULES_ACCOUNTS_URL") or f"https://{accounts_host}").rstrip("/")
-    sdp_portal, zoho_portal = env.get("HOOKRULES_SDP_PORTAL"), env.get("HOOKRULES_ZOHO_PORTAL")
+    sdp_portal, zoho_portal = _portal(env, "SDP"), _portal(env, "ZOHO")
     return Targets(
         sdp=_connector(env, "sdp", sdp_portal and f"https://{sdp_host}/app/{sdp_portal}", accounts),
         zoho=_connector(env, "zoho", zoho_portal and f"https://{zoho_host}/restapi/portal/{zoho_portal}", accounts),

@@ -76,6 +76,10 @@ def test_bad_setting_is_a_plain_message() -> None:
     done = hookrules("check", env=base_env(HOOKRULES_MAX_BODY="lots"))
     assert done.returncode == 2
     assert "HOOKRULES_MAX_BODY='lots' is not a number" in done.stderr
+    pasted = hookrules("check", env=base_env(HOOKRULES_ZOHO_PORTAL="https://projects.zoho.com/portal/mycompany"))
+    assert pasted.returncode == 2
+    assert "HOOKRULES_ZOHO_PORTAL='https://projects.zoho.com/portal/mycompany' must be the portal's name or id alone" in pasted.stderr
+    assert hookrules("check", env=base_env(HOOKRULES_ZOHO_PORTAL="2063927")).returncode == 0
 
 
 def descendants(pid: int) -> set[int]:
@@ -241,3 +245,12 @@ def test_a_closed_terminal_stops_up_in_order(tmp_path: Path) -> None:
         assert not (tmp_path / "data" / "redis-url").exists()
     finally:
         stop(up)
+
+
+def test_output_into_a_closed_pipe_is_no_traceback() -> None:
+    """`hookrules check | head -1`: the reader goes away; the command ends quietly."""
+    done = subprocess.Popen([sys.executable, "-m", "engine.cli", "check"], env={**base_env(), "PYTHONUNBUFFERED": "1"},
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done.stdout.close()  # before the command has printed anything: its first line meets a closed pipe
+    _, errors = done.communicate(timeout=60)
+    assert done.returncode == 0 and b"Traceback" not in errors and b"BrokenPipeError" not in errors, errors.decode()
