@@ -213,8 +213,20 @@ def unallowed_hosts(rule: Any, allow: tuple[str, ...]) -> list[str]:
     return warnings
 
 
+def shadow_scans_that_act(rules: list[Any]) -> list[str]:
+    """A scheduled rule in shadow mode whose scanned items reach rules that are on: trying
+    the scan in shadow mode still makes those rules act on everything it brings."""
+    warnings = []
+    for scan in (r for r in rules if r.schedule is not None and r.mode == "shadow"):
+        acting = [r.id for r in rules if r.schedule is None and r.mode == "on" and r.hears(scan.sources[0], scan.events[0])]
+        if acting:
+            warnings.append(f"{scan.file}:{scan.line}: rule {scan.id!r} is in shadow mode, but each item its scan brings "
+                            f"({scan.events[0]}) also reaches {', '.join(repr(a) for a in acting)}, which is on and acts on it")
+    return warnings
+
+
 def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_hosts: tuple[str, ...] = ()) -> list[str]:
     """What `hookrules check` and /ready warn about a loaded rule set."""
     rules = list(rules)
-    return unheard_sources(rules, source_names) + [
+    return unheard_sources(rules, source_names) + shadow_scans_that_act(rules) + [
         w for rule in rules for w in unknown_fields(rule) + unallowed_hosts(rule, allow_hosts) + risky_tests(rule)]

@@ -229,3 +229,27 @@ def test_try_without_the_fetched_replies_says_so_and_a_missing_count_is_not_zero
     out = hookrules("try", str(tmp_path / "post.txt"), "--source", "zoho", env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x")).stdout
     assert "rule archive-finished-project [on] (" in out and "): not matched\n  (not fetched: details;" in out, out
     assert "reading fetched.details.projects.0.milestone_count.open = (missing)" in out
+
+
+SHADOW_SCAN = """\
+id: archive-overdue-projects
+mode: shadow
+on: {schedule: "0 6 * * *", fetch: {zoho.projects.list: {status: active}}}
+when: {after: [{now: []}, {var: project.end_date}]}
+then:
+  - zoho.projects.update: {project_id: "{{ project.id }}", name: "{{ project.name }}", status: archived}
+"""
+
+
+def test_a_shadow_scan_whose_items_reach_rules_that_act_is_a_warning(tmp_path: Path) -> None:
+    """Found trying hookrules as a Zoho admin: a scan tried in shadow mode archived a project
+    through the shipped rule, which hears project.* and is on."""
+    for shipped in (ROOT / "rules").glob("*.yaml"):
+        (tmp_path / shipped.name).write_text(shipped.read_text())
+    (tmp_path / "scan.yaml").write_text(SHADOW_SCAN)
+    done = hookrules("check", str(tmp_path), env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x"))
+    assert done.returncode == 0, done.stderr
+    assert (f"warning: {tmp_path / 'scan.yaml'}:1: rule 'archive-overdue-projects' is in shadow mode, but each item its "
+            "scan brings (project.scanned) also reaches 'archive-finished-project', which is on and acts on it") in done.stdout
+    (tmp_path / "scan.yaml").write_text(SHADOW_SCAN.replace("mode: shadow", "mode: 'on'"))
+    assert "warning" not in hookrules("check", str(tmp_path), env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x")).stdout
