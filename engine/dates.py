@@ -18,6 +18,7 @@ _EPOCH_MS = re.compile(r"^\d{12,14}$")
 _DIGITS = re.compile(r"^[0-9]{1,15}$")  # ASCII digits only: "²" is a digit to str.isdigit()
 MAX_MILLIS = 10**15  # year 33658: anything larger is not a date
 _ZOHO_DATE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")  # what Zoho shows some portals, and what people type
 
 
 def is_sdp_date(value: Any) -> bool:
@@ -43,8 +44,8 @@ def normalise_dates(data: Any) -> Any:
 
 
 def to_millis(value: Any) -> int | None:
-    """Epoch milliseconds from an SDP date object, a number, a digit string or MM-DD-YYYY
-    (read as midnight UTC). None when the value is missing or is none of these."""
+    """Epoch milliseconds from an SDP date object, a number, a digit string, MM-DD-YYYY or
+    YYYY-MM-DD (read as midnight UTC). None when the value is missing or is none of these."""
     if isinstance(value, dict) and "value" in value:
         return to_millis(value["value"])
     if isinstance(value, bool) or value is None:
@@ -57,9 +58,9 @@ def to_millis(value: Any) -> int | None:
         text = value.strip()
         if _DIGITS.match(text):
             return int(text)
-        match = _ZOHO_DATE.match(text)
-        if match:
-            month, day, year = (int(part) for part in match.groups())
+        match, iso = _ZOHO_DATE.match(text), _ISO_DATE.match(text)
+        if match or iso:
+            month, day, year = (int(part) for part in match.groups()) if match else (int(iso[2]), int(iso[3]), int(iso[1]))
             try:
                 moment = datetime(year, month, day, tzinfo=timezone.utc)
             except ValueError:

@@ -22,7 +22,7 @@ from typing import Any
 from engine.auth import Rejected
 from engine.dates import to_millis
 
-_ZOHO_DATE = re.compile(r"^\d{2}-\d{2}-\d{4}$")
+_DATE_TEXT = re.compile(r"^(\d{2}-\d{2}-\d{4}|\d{4}-\d{2}-\d{2})$")  # MM-DD-YYYY as the API sends, or YYYY-MM-DD
 PREFIXES = ("body", "headers", "query")
 
 
@@ -46,11 +46,12 @@ def value_of(spec: str, parts: Mapping[str, Any]) -> Any:
 
 
 def with_long_dates(data: dict[str, Any]) -> dict[str, Any]:
-    """Each MM-DD-YYYY field gets `<field>_long` (epoch ms, midnight UTC) unless it has one."""
+    """Each MM-DD-YYYY (or YYYY-MM-DD) field gets `<field>_long` (epoch ms, midnight UTC)
+    unless it has one."""
     extra = {
         f"{key}_long": to_millis(value)
         for key, value in data.items()
-        if isinstance(value, str) and _ZOHO_DATE.match(value) and f"{key}_long" not in data and to_millis(value) is not None
+        if isinstance(value, str) and _DATE_TEXT.match(value) and f"{key}_long" not in data and to_millis(value) is not None
     }
     return {**data, **extra}
 

@@ -81,6 +81,8 @@ def test_zoho_create_sends_form_parameters_and_zoho_dates() -> None:
     assert request.headers == {"Content-Type": "application/x-www-form-urlencoded"}
     assert request.form == {"name": "SAP Projects", "start_date": "05-26-2014", "end_date": "12-31-2026",
                             "strict_project": "2", "UDF_CHAR1": "Firefox"}
+    typed = build("zoho.projects.create", name="x", end_date="2026-12-31")  # YYYY-MM-DD, written the way Zoho reads
+    assert typed.form["end_date"] == "12-31-2026"
 
 
 def test_zoho_operations() -> None:
@@ -103,7 +105,7 @@ def test_zoho_operations() -> None:
     ("sdp.milestones.get", {**M, "fields": {}}, "unknown argument 'fields'"),
     ("sdp.milestones.get", {"project_id": "abc", "milestone_id": "1"}, "project_id must be the digits of an id"),
     ("zoho.projects.create", {"name": "x" * 101}, "name must be at most 100 characters, got 101"),
-    ("zoho.projects.create", {"name": "x", "start_date": "2026-12-31"}, "start_date must be a date"),
+    ("zoho.projects.create", {"name": "x", "start_date": "31.12.2026"}, "start_date must be a date"),
     ("zoho.projects.create", {"name": "x", "strict_project": 3}, "strict_project must be one of 1, 2"),
     ("zoho.projects.create", {"name": "x", "custom_fields": {"Browser": "Chrome"}}, "'Browser' is not a field_id"),
     ("zoho.projects.update", {"project_id": "1", "name": "x"}, "missing argument 'status'"),

@@ -128,6 +128,9 @@ SDP_2001 = {"value": "999999999999"}
         (SDP_2001, SDP_2017, False),  # as text "999999999999" > "1512974940000"
         (normalise_dates(SDP_2017), SDP_2001, True),
         ("12-31-2017", SDP_2017, True),  # Zoho MM-DD-YYYY
+        ("2017-12-31", SDP_2017, True),  # YYYY-MM-DD, as a person types it in a condition
+        ("2017-12-10", SDP_2017, False),
+        ("2017-02-30", SDP_2017, False),  # no such day: not a time
         (1512974940001, "1512974940000", True),
         (None, SDP_2017, False),  # missing: never true
         (SDP_2017, None, False),

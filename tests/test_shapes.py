@@ -60,6 +60,9 @@ def test_zoho_form_post(api: Service) -> None:
     data = event["entity"]["data"]
     assert data["name"] == "Promotional banner" and data["UDF_CHAR1"] == "Chrome"
     assert data["end_date"] == "12-31-2016" and data["end_date_long"] == 1483142400000  # comparable as time
+    iso = stored(api, httpx.post(f"{api.url}/hooks/zoho", content=urlencode({**ZOHO_FORM, "id": "170876000003152072", "end_date": "2016-12-31"}),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded", "X-Hook-Token": "zoho-secret-1234"}, timeout=5))
+    assert iso["entity"]["data"]["end_date_long"] == 1483142400000  # a portal that shows YYYY-MM-DD
     assert event["delivery_id"].startswith("auto:")
 
 
