@@ -34,17 +34,25 @@ class Fatal(Exception):
 
 
 def load(rules_dir: Path | None = None, then: str = "start again") -> tuple[Settings, Ruleset]:
+    settings = load_config()
+    return settings, load_rules(settings, rules_dir, then)
+
+
+def load_config() -> Settings:
     try:
-        settings = load_settings()
+        return load_settings()
     except ConfigError as exc:
         raise Fatal(f"configuration problem: {exc}", 2) from None
+
+
+def load_rules(settings: Settings, rules_dir: Path | None = None, then: str = "start again") -> Ruleset:
     directory = rules_dir or settings.rules_dir
     try:
         ruleset = load_ruleset(directory, settings.targets)
     except RuleProblems as exc:
         lines = "\n".join(f"  {problem}" for problem in exc.problems)
         raise Fatal(f"the rules in {directory} have {len(exc.problems)} problem(s); fix them and {then}:\n{lines}") from None
-    return settings, ruleset
+    return ruleset
 
 
 def need_redis(settings: Settings) -> str:
@@ -293,7 +301,11 @@ def command_status(args: argparse.Namespace) -> int:
     from engine.health import health_report
     from engine.reload import RulesReloader
 
-    settings, ruleset = load()
+    settings = load_config()
+    try:
+        ruleset, unread = load_rules(settings), None
+    except Fatal as exc:  # the service's state is in Redis: say what can be said without the rules
+        ruleset, unread = Ruleset((), "-", settings.targets), str(exc).splitlines()[-1].strip()
     if not settings.redis_url:
         # `up`'s own server: its settings are up's, not this shell's, whose warnings (a source
         # without a secret, say) would not be the service's.
@@ -308,7 +320,8 @@ def command_status(args: argparse.Namespace) -> int:
     print(f"redis      {'reachable' if report['redis']['reachable'] else 'UNREACHABLE'}")
     print(f"worker     {beat}, rules {worker.get('ruleset_version') or '-'}")
     print(f"queue      {queue.get('depth', '-')} job(s)" + (f", oldest due waited {waited:.0f} s" if waited is not None else ", none due"))
-    print(f"rules      {report['ruleset']['rules']} rule(s), version {report['ruleset']['version']}")
+    print(f"rules      {report['ruleset']['rules']} rule(s), version {report['ruleset']['version']}" if unread is None
+          else f"rules      not read here: {unread}")
     print(f"dead       {report.get('dead_letters', '-')} dead letter(s)")
     for problem in report["problems"]:
         print(f"PROBLEM    {problem}")

@@ -57,6 +57,10 @@ def test_cli_events_and_status(service: Service, redis_url: str) -> None:
     status = hookrules("status", env=env)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "status     ok" in status.stdout and "redis      reachable" in status.stdout
+    # From a directory without the rules (a host's shell): the service's state all the same.
+    elsewhere = hookrules("status", env={**env, "HOOKRULES_RULES_DIR": "/nonexistent/rules"})
+    assert elsewhere.returncode == 0 and "status     ok" in elsewhere.stdout, elsewhere.stdout + elsewhere.stderr
+    assert "rules      not read here: /nonexistent/rules: the rules directory does not exist" in elsewhere.stdout
     missing = hookrules("events", "evt_000000000000000000000000", env=env)
     assert missing.returncode == 1 and "no event evt_000000000000000000000000" in missing.stderr
 
