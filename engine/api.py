@@ -160,10 +160,10 @@ async def show_event(request: Request) -> JSONResponse:
 
 
 def event_filter(query: Mapping[str, str]) -> EventFilter:
-    """GET /events?source=&rule=&entity=&status=&since=&until=&limit= (times in epoch seconds)."""
-    unknown = set(query) - {"source", "rule", "entity", "status", "since", "until", "limit"}
+    """GET /events?source=&rule=&entity=&status=&outcome=&since=&until=&limit= (times in epoch seconds)."""
+    unknown = set(query) - {"source", "rule", "entity", "status", "outcome", "since", "until", "limit"}
     if unknown:
-        raise Rejected(400, f"unknown filter(s) {sorted(unknown)}; filters: source, rule, entity, status, since, until, limit")
+        raise Rejected(400, f"unknown filter(s) {sorted(unknown)}; filters: source, rule, entity, status, outcome, since, until, limit")
     try:
         since, until = float(query.get("since", 0)), float(query.get("until", "inf"))
         limit = int(query.get("limit", 50))
@@ -171,7 +171,8 @@ def event_filter(query: Mapping[str, str]) -> EventFilter:
         raise Rejected(400, "since and until are epoch seconds, limit a whole number") from None
     if not 1 <= limit <= 500:
         raise Rejected(400, "limit must be from 1 to 500")
-    return EventFilter(query.get("source"), query.get("rule"), query.get("entity"), query.get("status"), since, until, limit)
+    return EventFilter(query.get("source"), query.get("rule"), query.get("entity"), query.get("status"), since, until, limit,
+                       query.get("outcome"))
 
 
 async def list_events(request: Request) -> JSONResponse:

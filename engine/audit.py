@@ -22,10 +22,11 @@ class EventFilter:
     source: str | None = None
     rule: str | None = None  # a rule that was a candidate for the event
     entity: str | None = None  # "milestone:123" or just the id
-    status: str | None = None  # queued | decided
+    status: str | None = None  # queued | decided | failed (could not be decided)
     since: float = 0.0  # epoch seconds
     until: float = float("inf")
     limit: int = 50
+    outcome: str | None = None  # an action of the event came to this: done | failed | retrying | shadow
 
     def keeps(self, record: dict[str, Any]) -> bool:
         event = record["event"]
@@ -35,6 +36,8 @@ class EventFilter:
         if self.status and record["status"] != self.status:
             return False
         if self.entity and self.entity not in (entity["id"], f"{entity['kind']}:{entity['id']}"):
+            return False
+        if self.outcome and not any(a.get("outcome") == self.outcome for a in record["actions"].values()):
             return False
         if self.rule:
             results = (record["decision"] or {}).get("results", [])

@@ -286,7 +286,7 @@ def command_events(args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2))
         return 0
     since = time.time() - args.hours * 3600 if args.hours else 0.0
-    wanted = EventFilter(args.source, args.rule, args.entity, args.status, since, float("inf"), args.limit)
+    wanted = EventFilter(args.source, args.rule, args.entity, args.status, since, float("inf"), args.limit, args.outcome)
     found = with_redis(settings, lambda redis: find_events(redis, wanted))
     for event in found:
         moment = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["received_at"]))
@@ -361,7 +361,8 @@ def parser() -> argparse.ArgumentParser:
     events.add_argument("--source")
     events.add_argument("--rule", help="events this rule was a candidate for")
     events.add_argument("--entity", help="kind:id or id, e.g. milestone:2007594064055157")
-    events.add_argument("--status", choices=["queued", "decided"])
+    events.add_argument("--status", choices=["queued", "decided", "failed"])
+    events.add_argument("--outcome", choices=["done", "failed", "retrying", "shadow"], help="events with an action that came to this")
     events.add_argument("--hours", type=positive(float), help="only the last N hours")
     events.add_argument("--limit", type=positive(int), default=50, help="at most N events (default 50)")
     events.set_defaults(run=command_events)

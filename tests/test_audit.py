@@ -42,6 +42,10 @@ def test_events_can_be_listed_and_filtered(service: Service) -> None:
     assert events(service, entity=closed_milestone)[0]["id"] == closed_id
     assert events(service, source="nobody") == []
     assert events(service, since=time.time() + 60) == []
+    # By what became of their actions
+    assert service.wait_event(closed_id, lambda r: r["actions"].get("close-finished-milestone:0", {}).get("outcome") == "done")
+    assert closed_id in [e["id"] for e in events(service, outcome="done", limit=500)]
+    assert closed_id not in [e["id"] for e in events(service, outcome="shadow", limit=500)]
     bad = httpx.get(f"{service.url}/events", params={"limit": 0}, headers=ADMIN, timeout=5)
     assert bad.status_code == 400 and "limit" in bad.json()["error"]
     assert httpx.get(f"{service.url}/events", timeout=5).status_code == 401
