@@ -68,7 +68,7 @@ def digits(args: Mapping[str, Any], name: str) -> str:
     the path elsewhere."""
     value = str(args[name]).strip()
     if not _DIGITS.match(value):
-        raise ActionError(f"{name} must be the digits of an id, got {value!r}")
+        raise ActionError(f"{name} must be the digits of an id (at most 20), got {value!r}")
     return value
 
 

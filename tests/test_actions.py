@@ -104,6 +104,7 @@ def test_zoho_operations() -> None:
     ("sdp.milestones.update", {**M}, "missing argument 'fields'"),
     ("sdp.milestones.get", {**M, "fields": {}}, "unknown argument 'fields'"),
     ("sdp.milestones.get", {"project_id": "abc", "milestone_id": "1"}, "project_id must be the digits of an id"),
+    ("sdp.milestones.get", {"project_id": "1" * 21, "milestone_id": "1"}, "project_id must be the digits of an id (at most 20)"),
     ("zoho.projects.create", {"name": "x" * 101}, "name must be at most 100 characters, got 101"),
     ("zoho.projects.create", {"name": "x", "start_date": "31.12.2026"}, "start_date must be a date"),
     ("zoho.projects.create", {"name": "x", "strict_project": 3}, "strict_project must be one of 1, 2"),
