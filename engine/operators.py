@@ -68,7 +68,10 @@ def change_at(path: str) -> Any:
     whole = {"val": ["changes", path]}
     if "." not in path:
         return whole
-    return {"??": [whole, {"val": ["changes", path.split(".", 1)[1]]}]}
+    # "milestone.status.name" is "status.name" of the entity, but only when "milestone" is the
+    # event's kind: "project.title" of a milestone is its project's title, not its own.
+    kind, rest = path.split(".", 1)
+    return {"??": [whole, {"if": [{"===": [{"var": "entity.kind"}, kind]}, {"val": ["changes", rest]}, None]}]}
 
 
 def after(left: Any, right: Any) -> bool:

@@ -97,7 +97,8 @@ def test_python_str_is_a_string_not_json_text() -> None:
 
 
 def test_own_operators_read_a_data_handle() -> None:
-    handle = data_handle({"changes": {"status.name": {"from": "Open", "to": "Closed"}}, "due": {"value": "1512974940000"}})
+    handle = data_handle({"changes": {"status.name": {"from": "Open", "to": "Closed"}}, "due": {"value": "1512974940000"},
+                          "entity": {"kind": "milestone"}})
     assert compile_condition({"changed_to": ["milestone.status.name", "Closed"]}).evaluate(handle) is True
     assert compile_condition({"after": [{"var": "due"}, 0]}).evaluate(handle) is True
 
@@ -177,3 +178,19 @@ def test_a_missing_value_equals_only_null_as_in_jsonlogic(condition: dict, expec
     """JsonLogic's == is JavaScript's: null == 0 is false. datalogic-py alone says true, so
     `{"==": [{"var": "fetched.open_count"}, 0]}` would pass when the count is missing."""
     assert compile_condition(condition).evaluate({"zero": 0, "one": 1}) is expected
+
+
+@pytest.mark.parametrize(("condition", "expected"), [
+    ({"changed": "milestone.title"}, True), ({"changed": "title"}, True),  # the kind in front is optional
+    ({"changed": "project.title"}, False),  # the milestone's project's title, which did not change
+    ({"changed_to": ["owner.id", "5"]}, False),  # not the milestone's own id
+    ({"changed_to": ["milestone.title", "New"]}, True),
+])
+def test_a_changed_path_drops_only_the_events_own_kind(condition: dict, expected: bool) -> None:
+    from engine.decide import rule_context
+    from engine.models import Entity, Event
+
+    before = {"id": "5", "title": "Old", "project": {"id": "3", "title": "P"}}
+    now = {"id": "5", "title": "New", "project": {"id": "3", "title": "P"}}
+    event = Event("evt_1", "sdp", "milestone.updated", Entity("milestone", "5", now), 0.0, None, {})
+    assert compile_condition(condition).evaluate(rule_context(event, before, 0.0)) is expected
