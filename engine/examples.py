@@ -29,6 +29,7 @@ from engine.decide import decide
 from engine.intake import Rejected, find_entity
 from engine.models import Entity, Event, Request
 from engine.rules import Rule, Ruleset
+from engine.shapes import with_long_dates
 
 EXAMPLE_KEYS = {"name", "event", "event_type", "previous", "fetched", "now", "expect", "line"}
 EXPECT_KEYS = {"matches", "requests"}
@@ -94,7 +95,9 @@ def event_from_body(event_id: str, body: dict[str, Any], source: str, event_type
     kind, data = find_entity(body)
     payload = {"scan": {"rule": scan_rule}, kind: data} if scan_rule else body
     default_type = f"{kind}.scanned" if scan_rule else f"{kind}.updated"
-    entity = Entity(kind=kind, id=str(data["id"]), data=normalise_dates(data))
+    # As intake reads it: SDP's dates as numbers, and a Zoho date its `<field>_long` (only
+    # Zoho sends MM-DD-YYYY text, so this does nothing to an SDP body).
+    entity = Entity(kind=kind, id=str(data["id"]), data=with_long_dates(normalise_dates(data)))
     return Event(event_id, source, event_type or default_type, entity, time.time(), None, payload)
 
 

@@ -253,3 +253,20 @@ def test_a_shadow_scan_whose_items_reach_rules_that_act_is_a_warning(tmp_path: P
             "scan brings (project.scanned) also reaches 'archive-finished-project', which is on and acts on it") in done.stdout
     (tmp_path / "scan.yaml").write_text(SHADOW_SCAN.replace("mode: shadow", "mode: 'on'"))
     assert "warning" not in hookrules("check", str(tmp_path), env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x")).stdout
+
+
+def test_a_zoho_example_reads_dates_as_intake_does(tmp_path: Path) -> None:
+    """An example's end_date gains end_date_long, as a Zoho webhook's does at intake."""
+    (tmp_path / "r.yaml").write_text("""\
+id: ended
+on: {source: zoho, event: "project.*"}
+when: {">": [{var: project.end_date_long}, 0]}
+then:
+  - http.request: {method: POST, url: "https://hooks.example.com/ended"}
+examples:
+  - name: has an end date
+    event: {project: {id: "170876000003152069", end_date: "12-31-2016"}}
+    expect: {matches: true}
+""")
+    done = hookrules("check", str(tmp_path), env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x", HOOKRULES_HTTP_ALLOW_HOSTS="hooks.example.com"))
+    assert done.returncode == 0 and "examples: 1 passed, 0 failed" in done.stdout, done.stdout + done.stderr
