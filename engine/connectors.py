@@ -23,8 +23,10 @@ def build_http_request(args: dict[str, Any], targets: Targets) -> Request:
     if method not in METHODS:
         raise ActionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     url = str(args["url"]).strip()
-    if not url.startswith(("http://", "https://")):
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
         raise ActionError(f"url must start with http:// or https://, got {url!r}")
+    url = f"{scheme.lower()}://{rest}"  # schemes are case-insensitive (RFC 3986); the client wants them lower
     if "json" in args and "form" in args:
         raise ActionError("give either json or form as the body, not both")
     mapping(args, "headers")  # a clear error when it is not a mapping

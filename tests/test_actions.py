@@ -113,9 +113,15 @@ def test_zoho_operations() -> None:
     ("zoho.projects.update", {"project_id": "1", "name": "x", "status": "actve"}, "status must be one of active, archived"),
     ("zoho.projects.list", {"sort_order": "up"}, "sort_order must be one of ascending, descending"),
     ("http.request", {"method": "FETCH", "url": "https://x"}, "method must be one of"),
+    ("http.request", {"method": "GET", "url": "ftp://x/"}, "url must start with http:// or https://"),
 ])
 def test_mistakes_written_in_the_rule_are_load_errors(name: str, args: dict, problem: str) -> None:
     assert any(problem in p for p in CATALOG[name].problems(args)), CATALOG[name].problems(args)
+
+
+def test_an_upper_case_scheme_is_a_scheme() -> None:
+    request = build("http.request", method="get", url="HTTPS://Hooks.Example.com:8443/x")
+    assert (request.method, request.url) == ("GET", "https://Hooks.Example.com:8443/x")
 
 
 def test_templated_values_are_judged_when_rendered_not_at_load() -> None:
