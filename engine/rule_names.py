@@ -221,12 +221,13 @@ def shadow_scans_that_act(rules: list[Any]) -> list[str]:
         acting = [r.id for r in rules if r.schedule is None and r.mode == "on" and r.hears(scan.sources[0], scan.events[0])]
         if acting:
             warnings.append(f"{scan.file}:{scan.line}: rule {scan.id!r} is in shadow mode, but each item its scan brings "
-                            f"({scan.events[0]}) also reaches {', '.join(repr(a) for a in acting)}, which is on and acts on it")
+                            f"({scan.events[0]}) also reaches {', '.join(repr(a) for a in acting)}, "
+                            + ("which is on and acts on it" if len(acting) == 1 else "which are on and act on it"))
     return warnings
 
 
 def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_hosts: tuple[str, ...] = ()) -> list[str]:
     """What `hookrules check` and /ready warn about a loaded rule set."""
-    rules = list(rules)
+    rules = [rule for rule in rules if rule.mode != "off"]  # a rule switched off does nothing to warn of
     return unheard_sources(rules, source_names) + shadow_scans_that_act(rules) + [
         w for rule in rules for w in unknown_fields(rule) + unallowed_hosts(rule, allow_hosts) + risky_tests(rule)]

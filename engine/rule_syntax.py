@@ -222,7 +222,8 @@ def parse_rule(raw: Any, file: str, sink: list[str]) -> Rule | None:
     rule_id = raw.get("id")
     start = len(sink)
     if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
-        sink.append(f"{file}:{line}: a rule needs an 'id' of letters, digits, '.', '-' or '_', got {rule_id!r}")
+        sink.append(f"{file}:{line}: a rule needs an 'id' of letters, digits, '.', '-' or '_', starting with a letter "
+                    f"or digit, at most 100 characters; got {rule_id!r}")
         # Go on checking the rest, so one run shows every problem; its lines name the rule by line.
         problems = Problems(sink, file, "", label=f"the rule at line {line}", start=start)
     else:

@@ -211,7 +211,7 @@ def test_careful_rules_near_the_pitfalls_pass_without_a_word(tmp_path: Path) -> 
     (tmp_path / "r.yaml").write_text((ROOT / "tests" / "data" / "careful-rules.yaml").read_text())
     done = hookrules("check", str(tmp_path), env=base_env(HOOKRULES_HTTP_ALLOW_HOSTS="hooks.example.com"))
     assert done.returncode == 0, done.stderr
-    assert "OK: 4 rule(s)" in done.stdout and "warning" not in done.stdout, done.stdout
+    assert "OK: 5 rule(s)" in done.stdout and "warning" not in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize(("body", "kind"), [

@@ -100,7 +100,8 @@ def test_a_bad_id_hides_no_other_problem_of_its_rule(tmp_path: Path) -> None:
     text = GOOD.replace("id: close-it", "id: 'bad id!'").replace('"!!"', '"frob"')
     found = problems(tmp_path, **{"a.yaml": text})
     assert [p.split(str(tmp_path) + "/", 1)[1] for p in found] == [
-        "a.yaml:1: a rule needs an 'id' of letters, digits, '.', '-' or '_', got 'bad id!'",
+        "a.yaml:1: a rule needs an 'id' of letters, digits, '.', '-' or '_', starting with a letter or digit, "
+        "at most 100 characters; got 'bad id!'",
         "a.yaml:4: the rule at line 1: 'when' is not valid JSONLogic: unknown operator `frob`",
     ]
 
