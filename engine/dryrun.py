@@ -50,10 +50,10 @@ def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_h
                   context: dict[str, Any] | None = None) -> list[str]:
     verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
     lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
-    if rule.fetches and context is not None and not context.get("fetched"):
-        names = ", ".join(name for name, _ in rule.fetches)
-        lines.append(f"  (not fetched: {names}; a dry run reads nothing, so fetched.* is missing here: "
-                     "give the replies with --fetched FILE)")
+    missing = [name for name, _ in rule.fetches if name not in ((context or {}).get("fetched") or {})]
+    if missing and context is not None:
+        lines.append(f"  (not fetched: {', '.join(missing)}; a dry run reads nothing, so fetched.{missing[0]} is missing "
+                     "here: give the replies by name with --fetched FILE)")
     if result.error:
         lines.append(f"  {result.error}")
     elif rule.condition is None:
@@ -78,10 +78,13 @@ def values_read(because: str | None, context: dict[str, Any]) -> str:
     except ValueError:
         return ""
     kind = (context.get("entity") or {}).get("kind", "")
-    # `changed: actual_end_time` may leave the kind out: it reads the entity's field.
-    changed = {p if p[0] in context else (kind, *p) for p in changed_paths(part)}
     shown = []
-    for path in sorted(var_paths(part) | changed, key=".".join):
+    # `changed*` test the change, not the value: show what changed (the kind in front optional).
+    for path in sorted(changed_paths(part), key=".".join):
+        relative = ".".join(path[1:] if path[0] == kind and len(path) > 1 else path)
+        change = (context.get("changes") or {}).get(relative)
+        shown.append(f"the change of {kind}.{relative} = {json.dumps(change) if change is not None else '(unchanged)'}")
+    for path in sorted(var_paths(part), key=".".join):
         value: Any = context
         for step in path:
             value = value.get(step, _MISSING) if isinstance(value, dict) else (

@@ -121,15 +121,44 @@ def risky_tests(rule: Any) -> list[str]:
         return []
     where = f"{rule.file}:{rule.line}: rule {rule.id!r}"
     warnings = []
+    guarded = _tested_present(rule.condition.source)
     for operator, operands in _operations(rule.condition.source):
-        if operator in COMPARISONS and _zero_passes(operator, operands):
-            warnings.append(f"{where} compares a time with {operator!r}: a missing time counts as 0 there, so the "
-                            f"test can pass on an event without the date; write 'after' or 'before', false when a time is missing")
+        if operator in COMPARISONS and _zero_passes(operator, operands) and not _date_paths(operands) <= guarded:
+            unguarded = sorted(_date_paths(operands) - guarded)
+            warnings.append(f"{where} compares a time or duration with {operator!r}: a missing date makes it 0 there, so "
+                            f"the test can pass on an event without {' or '.join(unguarded) or 'the date'}; test the date "
+                            f"first ({{\"!!\": {{\"var\": \"<date>.value\"}}}}) or compare times with 'after'/'before'")
     for test in _tests(rule.condition.source):
         if isinstance(test, dict) and set(test) == {"var"} and _is_date_path(test["var"]) and not _ends_in_value(test["var"]):
             warnings.append(f"{where} tests {{var: {_path_text(test['var'])}}} as true or false: an empty date object {{}} "
                             f"counts as set; test its value: {{\"!!\": {{\"var\": \"{_path_text(test['var'])}.value\"}}}}")
     return warnings
+
+
+# Always in what ServiceDesk Plus sends of a milestone: no guard needed.
+ALWAYS_SENT = frozenset({"created_time"})
+
+
+def _tested_present(condition: Any) -> set[str]:
+    """The date paths the condition tests with `!!` somewhere (`{"!!": {"var": "x.value"}}`
+    guards x): a comparison of only those is taken as guarded. A warning's judgment, not a
+    proof: a guard inside an `or` counts too."""
+    found = set()
+    for operator, operands in _operations(condition):
+        if operator == "!!" and operands and isinstance(operands[0], dict) and set(operands[0]) == {"var"}:
+            found.add(_path_text(operands[0]["var"]).removesuffix(".value"))
+    return found
+
+
+def _date_paths(operands: list[Any]) -> set[str]:
+    """The date fields (as paths without `.value`) a comparison's times read, but those always sent."""
+    paths = set()
+    for operator, argument in _operations(operands):
+        if operator == "var" and _is_date_path(argument):
+            path = _path_text(argument).removesuffix(".value")
+            if path.split(".")[-1] not in ALWAYS_SENT:
+                paths.add(path)
+    return paths
 
 
 def _zero_passes(operator: str, operands: list[Any]) -> bool:
@@ -229,5 +258,10 @@ def shadow_scans_that_act(rules: list[Any]) -> list[str]:
 def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_hosts: tuple[str, ...] = ()) -> list[str]:
     """What `hookrules check` and /ready warn about a loaded rule set."""
     rules = [rule for rule in rules if rule.mode != "off"]  # a rule switched off does nothing to warn of
-    return unheard_sources(rules, source_names) + shadow_scans_that_act(rules) + [
-        w for rule in rules for w in unknown_fields(rule) + unallowed_hosts(rule, allow_hosts) + risky_tests(rule)]
+    hosts = [w for rule in rules for w in unallowed_hosts(rule, allow_hosts)]
+    if not allow_hosts and len(hosts) > 1:  # one setting is missing, not a dozen things wrong
+        named = sorted({rule.id for rule in rules if unallowed_hosts(rule, allow_hosts)})
+        hosts = [f"HOOKRULES_HTTP_ALLOW_HOSTS is empty, so every http.request is refused: {len(hosts)} action(s) of "
+                 f"{', '.join(repr(r) for r in named)} send to hosts it does not list"]
+    return unheard_sources(rules, source_names) + shadow_scans_that_act(rules) + hosts + [
+        w for rule in rules for w in unknown_fields(rule) + risky_tests(rule)]

@@ -131,6 +131,7 @@ def test_try_with_previous_state_shows_what_did_not_change(tmp_path: Path) -> No
     assert done.returncode == 0
     assert "changes: none" in done.stdout
     assert 'because {"changed": "milestone.actual_end_time"} was false' in done.stdout
+    assert "reading the change of milestone.actual_end_time = (unchanged)" in done.stdout  # what changed_* test
 
 
 def test_try_with_bad_input_exits_with_a_plain_message(tmp_path: Path) -> None:
@@ -198,10 +199,12 @@ def test_the_jsonlogic_pitfalls_of_the_readme_are_warnings(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     warnings = [line.split(f"{tmp_path / 'r.yaml'}:", 1)[1] for line in done.stdout.splitlines() if line.startswith("warning:")]
     assert warnings == [
-        "2: rule 'slips' compares a time with '>': a missing time counts as 0 there, so the test can pass on an event "
-        "without the date; write 'after' or 'before', false when a time is missing",
-        "6: rule 'soon' compares a time with '<': a missing time counts as 0 there, so the test can pass on an event "
-        "without the date; write 'after' or 'before', false when a time is missing",
+        "2: rule 'slips' compares a time or duration with '>': a missing date makes it 0 there, so the test can pass on "
+        "an event without milestone.projected_end or milestone.scheduled_end_time; test the date first ({\"!!\": {\"var\": \"<date>.value\"}}) "
+        "or compare times with 'after'/'before'",
+        "6: rule 'soon' compares a time or duration with '<': a missing date makes it 0 there, so the test can pass on "
+        "an event without milestone.scheduled_end_time; test the date first ({\"!!\": {\"var\": \"<date>.value\"}}) "
+        "or compare times with 'after'/'before'",
         "10: rule 'isset' tests {var: milestone.actual_end_time} as true or false: an empty date object {} counts as set; "
         'test its value: {"!!": {"var": "milestone.actual_end_time.value"}}',
     ], done.stdout
@@ -211,7 +214,7 @@ def test_careful_rules_near_the_pitfalls_pass_without_a_word(tmp_path: Path) -> 
     (tmp_path / "r.yaml").write_text((ROOT / "tests" / "data" / "careful-rules.yaml").read_text())
     done = hookrules("check", str(tmp_path), env=base_env(HOOKRULES_HTTP_ALLOW_HOSTS="hooks.example.com"))
     assert done.returncode == 0, done.stderr
-    assert "OK: 5 rule(s)" in done.stdout and "warning" not in done.stdout, done.stdout
+    assert "OK: 6 rule(s)" in done.stdout and "warning" not in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize(("body", "kind"), [
@@ -270,3 +273,12 @@ examples:
 """)
     done = hookrules("check", str(tmp_path), env=base_env(HOOKRULES_SOURCE_ZOHO_SECRET="x", HOOKRULES_HTTP_ALLOW_HOSTS="hooks.example.com"))
     assert done.returncode == 0 and "examples: 1 passed, 0 failed" in done.stdout, done.stdout + done.stderr
+
+
+def test_an_empty_allow_list_is_one_warning_not_one_per_action(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(HTTP_RULE)
+    (tmp_path / "b.yaml").write_text(HTTP_RULE.replace("id: tell-chat", "id: tell-chat-too"))
+    env = {k: v for k, v in base_env().items() if k != "HOOKRULES_HTTP_ALLOW_HOSTS"}
+    warnings = [line for line in hookrules("check", str(tmp_path), env=env).stdout.splitlines() if line.startswith("warning")]
+    assert warnings == ["warning: HOOKRULES_HTTP_ALLOW_HOSTS is empty, so every http.request is refused: 2 action(s) of "
+                        "'tell-chat', 'tell-chat-too' send to hosts it does not list"], warnings
