@@ -179,14 +179,23 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         log.close()
 
 
-def test_up_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
+def start_up(tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[bytes], dict[str, str], Path]:
+    """`hookrules up` (no demo) on a free port with its data under tmp_path, ready: the process,
+    its environment and its log."""
     port = free_port()
-    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"), HOOKRULES_SOURCE_SDP_SECRET=SECRET)
+    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"), **settings)
     log = tmp_path / "up.log"
     up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
                           stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    if not wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40):
+        stop(up)
+        raise AssertionError(log.read_text())
+    return up, env, log
+
+
+def test_up_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
+    up, env, log = start_up(tmp_path, HOOKRULES_SOURCE_SDP_SECRET=SECRET)
     try:
-        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), log.read_text()
         processes = descendants(up.pid)
         api = next(pid for pid in processes if b"\0api" in Path(f"/proc/{pid}/cmdline").read_bytes())
         os.kill(api, signal.SIGKILL)
@@ -198,13 +207,8 @@ def test_up_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
 
 
 def test_up_killed_outright_takes_its_children_and_redis_along(tmp_path: Path) -> None:
-    port = free_port()
-    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
-    log = tmp_path / "up.log"
-    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
-                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    up, env, _ = start_up(tmp_path)
     try:
-        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), log.read_text()
         processes = descendants(up.pid)
         assert any(b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes)
         up.kill()  # SIGKILL: no chance to clean up; the kernel tells the children (Linux)
@@ -231,13 +235,8 @@ def stop(up: subprocess.Popen[bytes]) -> None:
 
 def test_a_closed_terminal_stops_up_in_order(tmp_path: Path) -> None:
     """SIGHUP, what closing the terminal sends, stops everything as Ctrl-C does."""
-    port = free_port()
-    env = base_env(HOOKRULES_PORT=str(port), HOOKRULES_DATA_DIR=str(tmp_path / "data"))
-    log = tmp_path / "up.log"
-    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up"], env=env, cwd=ROOT,
-                          stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    up, _, log = start_up(tmp_path)
     try:
-        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout_s=40), log.read_text()
         processes = descendants(up.pid)
         up.send_signal(signal.SIGHUP)
         assert up.wait(timeout=30) == 0, log.read_text()
