@@ -247,12 +247,32 @@ def shadow_scans_that_act(rules: list[Any]) -> list[str]:
     the scan in shadow mode still makes those rules act on everything it brings."""
     warnings = []
     for scan in (r for r in rules if r.schedule is not None and r.mode == "shadow"):
-        acting = [r.id for r in rules if r.schedule is None and r.mode == "on" and r.hears(scan.sources[0], scan.events[0])]
+        acting = [r.id for r in rules if r.schedule is None and r.mode == "on" and r.hears(scan.sources[0], scan.events[0])
+                  and not _excludes_type(r, scan.events[0])]
         if acting:
             warnings.append(f"{scan.file}:{scan.line}: rule {scan.id!r} is in shadow mode, but each item its scan brings "
                             f"({scan.events[0]}) also reaches {', '.join(repr(a) for a in acting)}, "
                             + ("which is on and acts on it" if len(acting) == 1 else "which are on and act on it"))
     return warnings
+
+
+def _excludes_type(rule: Any, event_type: str) -> bool:
+    """Whether a rule's condition keeps out events of this type, as written at its top or in
+    its top `and`: `{"!=": [{"var": "event.type"}, "milestone.scanned"]}`, or `==` another type."""
+    if rule.condition is None:
+        return False
+    source = rule.condition.source
+    tests = [source] + (source["and"] if isinstance(source, dict) and isinstance(source.get("and"), list) else [])
+    for test in tests:
+        if not (isinstance(test, dict) and len(test) == 1):
+            continue
+        ((operator, operands),) = test.items()
+        if operator in ("!=", "==") and isinstance(operands, list) and len(operands) == 2:
+            names = [_path_text(o["var"]) for o in operands if isinstance(o, dict) and set(o) == {"var"}]
+            values = [o for o in operands if isinstance(o, str)]
+            if names == ["event.type"] and values and (values[0] == event_type) == (operator == "!="):
+                return True
+    return False
 
 
 def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_hosts: tuple[str, ...] = ()) -> list[str]:
