@@ -70,8 +70,10 @@ def change_at(path: str) -> Any:
         return whole
     # "milestone.status.name" is "status.name" of the entity, but only when "milestone" is the
     # event's kind: "project.title" of a milestone is its project's title, not its own.
+    # (Data without an entity, as a hand-made context may be, keeps the older reading.)
     kind, rest = path.split(".", 1)
-    return {"??": [whole, {"if": [{"===": [{"var": "entity.kind"}, kind]}, {"val": ["changes", rest]}, None]}]}
+    ours = {"in": [{"var": "entity.kind"}, [kind, None]]}
+    return {"??": [whole, {"if": [ours, {"val": ["changes", rest]}, None]}]}
 
 
 def after(left: Any, right: Any) -> bool:
