@@ -82,3 +82,32 @@ def test_a_one_event_job_of_an_earlier_version_is_decided_through_the_stream(red
         for process in service.processes:
             process.stop()
         db.flushdb()
+
+
+def test_closing_cancels_a_batch_again_when_it_swallowed_the_first_cancel() -> None:
+    """Python 3.11's asyncio.timeout can turn a cancel that meets its deadline into its own
+    TimeoutError: the batch goes on. A stopping worker must not wait for it for ever (a
+    SIGTERMed worker once hung in the scale test, in CI)."""
+    import asyncio
+
+    from workers.consumer import EventConsumer
+
+    async def scenario() -> tuple[bool, int]:
+        consumer = EventConsumer({"worker_id": "test:1", "settings": None})
+        swallowed = []
+
+        async def stubborn_batch() -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed.append(True)  # as the race does: the batch goes on...
+            await asyncio.sleep(3600)  # ...until a second cancel
+
+        task = asyncio.get_running_loop().create_task(stubborn_batch())
+        consumer.tasks[task] = []
+        await asyncio.sleep(0)
+        await asyncio.wait_for(consumer.close(), timeout=10)
+        return task.cancelled(), len(swallowed)
+
+    cancelled, swallowed = asyncio.run(scenario())
+    assert cancelled and swallowed == 1

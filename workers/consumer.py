@@ -150,9 +150,19 @@ class EventConsumer:
         """Cancel what is still running and put its events back on the queue."""
         self.stopping = True
         left = [entry for entries in self.tasks.values() for entry in entries]
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        tasks = running = set(self.tasks)
+        # Cancelled again until they end: Python 3.11's asyncio.timeout can swallow a cancel
+        # that meets its own deadline, and a batch that goes on after it would keep the worker
+        # from stopping (and act on events handed back to others).
+        for _ in range(100):
+            if not running:
+                break
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=0.1)
+        if running:
+            log.warning("%d batch(es) did not stop when cancelled; their events are handed back all the same", len(running))
+        await asyncio.gather(*(tasks - running), return_exceptions=True)
         if left:
             try:
                 await event_queue.hand_back(self.ctx["redis"], left)
