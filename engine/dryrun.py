@@ -11,13 +11,12 @@ import json
 import time
 from typing import Any
 
-from engine.changes import diff, merge
 from engine.dates import normalise_dates
 from engine.decide import decide, rule_context
-from engine.reach import Unreachable, check_host
-from engine.rule_names import changed_paths, var_paths
 from engine.examples import example_targets
 from engine.models import Event, PlannedAction
+from engine.reach import Unreachable, check_host
+from engine.rule_names import changed_paths, var_paths
 from engine.rules import Rule, Ruleset
 
 MASK = "Zoho-oauthtoken ****"
@@ -50,8 +49,7 @@ def describe_rule(rule: Rule, result: Any, planned: list[PlannedAction], allow_h
                   context: dict[str, Any] | None = None) -> list[str]:
     verdict = "error" if result.error else "MATCHED" if result.matched else "not matched"
     lines = [f"rule {rule.id} [{rule.mode}] ({rule.file}:{rule.line}): {verdict}"]
-    missing = [name for name, _ in rule.fetches if name not in ((context or {}).get("fetched") or {})]
-    if missing and context is not None:
+    if context is not None and (missing := [name for name, _ in rule.fetches if name not in context["fetched"]]):
         lines.append(f"  (not fetched: {', '.join(missing)}; a dry run reads nothing, so fetched.{missing[0]} is missing "
                      "here: give the replies by name with --fetched FILE)")
     if result.error:
@@ -112,9 +110,9 @@ def dry_run(
     now = time.time()
     reads = {rule.id: fetched or {} for rule in ruleset.rules if rule.fetches}
     decision = decide(event, previous, ruleset, now, reads)
-    context = rule_context(event, previous, now)
-    current = merge(previous, event.entity.data)
-    changed = sorted(path for path in diff(previous, current) if "." not in path)
+    # What decide() gave the rules (changes included), with the replies given: for the values read.
+    context = {**rule_context(event, previous, now), "fetched": fetched or {}}
+    changed = sorted(path for path in context["changes"] if "." not in path)
     lines = [
         f"event: {event.source} {event.type}, {event.entity.kind} {event.entity.id}",
         "previous: none (first sight: every field counts as changed)" if previous is None else "previous: given",
@@ -125,7 +123,7 @@ def dry_run(
     for result in decision.results:
         rule = by_rule[result.rule_id]
         planned = [a for a in decision.actions + decision.shadowed if a.rule_id == rule.id]
-        lines += describe_rule(rule, result, planned, allow_hosts, {**context, "fetched": fetched or {}}) + [""]
+        lines += describe_rule(rule, result, planned, allow_hosts, context) + [""]
     deaf = [r.id for r in ruleset.rules if r.id not in {res.rule_id for res in decision.results}]
     if deaf:
         lines.append(f"not listening to {event.source} {event.type} (or off): {', '.join(deaf)}")

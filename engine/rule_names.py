@@ -72,8 +72,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 def rule_paths(rule: Any) -> set[tuple[str, ...]]:
     """What a rule's condition and templates (actions, fetches, scan) read."""
     paths = var_paths(rule.condition.source) if rule.condition is not None else set()
-    templates = [a.args for a in rule.actions] + [a.args for _, a in rule.fetches] + ([rule.scan.args] if rule.scan else [])
-    for args in templates:
+    for args in [action.args for _, action in rule.templates()] + ([rule.scan.args] if rule.scan else []):
         paths |= paths_in(args)
     return paths
 
@@ -123,10 +122,12 @@ def risky_tests(rule: Any) -> list[str]:
     warnings = []
     guarded = _tested_present(rule.condition.source)
     for operator, operands in _operations(rule.condition.source):
-        if operator in COMPARISONS and _zero_passes(operator, operands) and not _date_paths(operands) <= guarded:
-            unguarded = sorted(_date_paths(operands) - guarded)
+        if operator not in COMPARISONS or not _zero_passes(operator, operands):
+            continue
+        unguarded = sorted(_date_paths(operands) - guarded)
+        if unguarded:
             warnings.append(f"{where} compares a time or duration with {operator!r}: a missing date makes it 0 there, so "
-                            f"the test can pass on an event without {' or '.join(unguarded) or 'the date'}; test the date "
+                            f"the test can pass on an event without {' or '.join(unguarded)}; test the date "
                             f"first ({{\"!!\": {{\"var\": \"<date>.value\"}}}}) or compare times with 'after'/'before'")
     for test in _tests(rule.condition.source):
         if isinstance(test, dict) and set(test) == {"var"} and _is_date_path(test["var"]) and not _ends_in_value(test["var"]):
@@ -278,10 +279,10 @@ def _excludes_type(rule: Any, event_type: str) -> bool:
 def rule_warnings(rules: Iterable[Any], source_names: frozenset[str], allow_hosts: tuple[str, ...] = ()) -> list[str]:
     """What `hookrules check` and /ready warn about a loaded rule set."""
     rules = [rule for rule in rules if rule.mode != "off"]  # a rule switched off does nothing to warn of
-    hosts = [w for rule in rules for w in unallowed_hosts(rule, allow_hosts)]
+    by_rule = {rule.id: found for rule in rules if (found := unallowed_hosts(rule, allow_hosts))}
+    hosts = [w for found in by_rule.values() for w in found]
     if not allow_hosts and len(hosts) > 1:  # one setting is missing, not a dozen things wrong
-        named = sorted({rule.id for rule in rules if unallowed_hosts(rule, allow_hosts)})
         hosts = [f"HOOKRULES_HTTP_ALLOW_HOSTS is empty, so every http.request is refused: {len(hosts)} action(s) of "
-                 f"{', '.join(repr(r) for r in named)} send to hosts it does not list"]
+                 f"{', '.join(repr(r) for r in sorted(by_rule))} send to hosts it does not list"]
     return unheard_sources(rules, source_names) + shadow_scans_that_act(rules) + hosts + [
         w for rule in rules for w in unknown_fields(rule) + risky_tests(rule)]

@@ -161,7 +161,7 @@ def check_names(rule: Rule, raw: dict, problems: Problems) -> None:
     if rule.condition is not None:
         for problem in wrong_fixed_keys(var_paths(rule.condition.source)):
             problems.add(raw.line_of("when"), f"'when' reads {problem}")
-    for key, action in [("then", a) for a in rule.actions] + [("fetch", a) for _, a in rule.fetches]:
+    for key, action in rule.templates():
         for problem in wrong_fixed_keys(paths_in(action.args)):
             problems.add(raw.line_of(key), f"{action.spec.name}: a template reads {problem}")
     kinds = {e.split(".")[0] for e in rule.events}
@@ -171,8 +171,7 @@ def check_names(rule: Rule, raw: dict, problems: Problems) -> None:
     if rule.condition is not None:
         for name in sorted({path[0] for path in var_paths(rule.condition.source)} - known):
             problems.add(raw.line_of("when"), f"'when' reads {name!r}, {unknown_name(name, kinds, known)}")
-    templates = [("then", a) for a in rule.actions] + [("fetch", a) for _, a in rule.fetches]
-    for key, action in templates:
+    for key, action in rule.templates():
         for name in sorted(variables_in(action.args) - known - known_globals()):
             problems.add(raw.line_of(key), f"{action.spec.name}: a template reads {name!r}, {unknown_name(name, kinds, known)}")
 

@@ -50,6 +50,10 @@ class Rule:
             return scanned_by(event) == self.id and event.type in self.events
         return self.hears(event.source, event.type)
 
+    def templates(self) -> list[tuple[str, ActionTemplate]]:
+        """Its actions and fetches, each with the rule-file key it is written under."""
+        return [("then", action) for action in self.actions] + [("fetch", action) for _, action in self.fetches]
+
     def hears(self, source: str, event_type: str) -> bool:
         """Whether `on.source` and `on.event` take in this source and type (not for scheduled rules)."""
         return any(fnmatch.fnmatchcase(source, s) for s in self.sources) and any(
