@@ -60,20 +60,28 @@ def _hex_signature(header: str, secrets: tuple[str, ...], body: bytes, value: st
     return True
 
 
-def token(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float) -> bool | None:
+def _one_of(given: str, secrets: tuple[str, ...]) -> bool:
+    # Every secret compared, in constant time each: which one matched leaks nothing either.
+    return any([hmac.compare_digest(given.encode(), s.encode()) for s in secrets])
+
+
+def token(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float,
+          query: Mapping[str, str]) -> bool | None:
     given = headers.get("x-hook-token")
     if given is None:
         return None
-    if not any([hmac.compare_digest(given.encode(), s.encode()) for s in secrets]):
+    if not _one_of(given, secrets):
         raise Rejected(401, "X-Hook-Token does not match this source's secret")
     return True
 
 
-def signature(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float) -> bool | None:
+def signature(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float,
+              query: Mapping[str, str]) -> bool | None:
     return _hex_signature("X-Hook-Signature", secrets, body, headers.get("x-hook-signature"))
 
 
-def github(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float) -> bool | None:
+def github(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float,
+           query: Mapping[str, str]) -> bool | None:
     return _hex_signature("X-Hub-Signature-256", secrets, body, headers.get("x-hub-signature-256"))
 
 
@@ -86,7 +94,8 @@ def _standard_key(secret: str) -> bytes:
     return secret.encode()
 
 
-def standard(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float) -> bool | None:
+def standard(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float,
+             query: Mapping[str, str]) -> bool | None:
     webhook_id, stamp, signatures = (headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
     if signatures is None:
         return None
@@ -103,22 +112,26 @@ def standard(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, 
     return True
 
 
-def param(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> bool | None:
+def param(secrets: tuple[str, ...], headers: Mapping[str, str], body: bytes, now: float,
+          query: Mapping[str, str]) -> bool | None:
     given = query.get(PARAM)
     if given is None and headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
         given = next(iter(parse_qs(body.decode("utf-8", "replace")).get(PARAM, [])), None)
     if given is None:
         return None
-    if not any(hmac.compare_digest(given.encode(), s.encode()) for s in secrets):
+    if not _one_of(given, secrets):
         raise Rejected(401, f"the {PARAM} parameter does not match this source's secret")
     return True
 
 
-VERIFIERS: dict[str, Callable[[tuple[str, ...], Mapping[str, str], bytes, float], bool | None]] = {
+# (secrets, headers, body, now, query) -> True when it vouches, None when its credentials are
+# absent; Rejected when they are present and wrong.
+VERIFIERS: dict[str, Callable[[tuple[str, ...], Mapping[str, str], bytes, float, Mapping[str, str]], bool | None]] = {
     "token": token,
     "hmac": signature,
     "github": github,
     "standard": standard,
+    "param": param,
 }
 
 
@@ -129,9 +142,7 @@ def authenticate(source: Source, headers: Mapping[str, str], body: bytes, now: f
     if not source.secrets:
         raise Rejected(401, f"source {source.name!r} accepts no webhooks yet: the server has no secret for it")
     for scheme in source.schemes:
-        vouched = (param(source.secrets, headers, body, query or {}) if scheme == "param"
-                   else VERIFIERS[scheme](source.secrets, headers, body, now))
-        if vouched:
+        if VERIFIERS[scheme](source.secrets, headers, body, now, query or {}):
             return
     wanted = [HEADERS[s] for s in source.schemes]
     # "; or " only where a scheme's own headers are a list: "a, b and c; or X-Hook-Token".
