@@ -171,8 +171,8 @@ def event_filter(query: Mapping[str, str]) -> EventFilter:
         raise Rejected(400, "since and until are epoch seconds, limit a whole number") from None
     if not 1 <= limit <= 500:
         raise Rejected(400, "limit must be from 1 to 500")
-    return EventFilter(query.get("source"), query.get("rule"), query.get("entity"), query.get("status"), since, until, limit,
-                       query.get("outcome"))
+    return EventFilter(source=query.get("source"), rule=query.get("rule"), entity=query.get("entity"),
+                       status=query.get("status"), outcome=query.get("outcome"), since=since, until=until, limit=limit)
 
 
 async def list_events(request: Request) -> JSONResponse:
